@@ -1,0 +1,97 @@
+"""gRPC plumbing shared by servers and clients.
+
+Servers require the internal service token in the `x-internal-token` metadata
+and bind the caller's `x-request-id` to their log context. Clients send both.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from router_common.logging import accept_request_id, current_request_id
+
+TOKEN_METADATA_KEY = "x-internal-token"
+REQUEST_ID_METADATA_KEY = "x-request-id"
+# Standard health-check method, reachable without the internal token so that
+# probes need no secret.
+_HEALTH_METHOD_PREFIX = "/grpc.health.v1.Health/"
+
+
+class InternalTokenInterceptor(grpc.aio.ServerInterceptor):
+    """Reject calls without the internal token; bind the request id for logs."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token.encode()
+
+        async def deny(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED, "missing or invalid internal token"
+            )
+
+        self._deny_handler = grpc.unary_unary_rpc_method_handler(deny)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        if handler_call_details.method.startswith(_HEALTH_METHOD_PREFIX):
+            return await continuation(handler_call_details)
+
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        presented = str(metadata.get(TOKEN_METADATA_KEY, "")).encode()
+        if not hmac.compare_digest(presented, self._token):
+            return self._deny_handler
+
+        request_id = accept_request_id(metadata.get(REQUEST_ID_METADATA_KEY))
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        return await continuation(handler_call_details)
+
+
+def call_metadata(token: str) -> tuple[tuple[str, str], ...]:
+    """Metadata for an outgoing internal call: the token and the request id."""
+    request_id = current_request_id()
+    if request_id:
+        return ((TOKEN_METADATA_KEY, token), (REQUEST_ID_METADATA_KEY, request_id))
+    return ((TOKEN_METADATA_KEY, token),)
+
+
+def create_server(token: str) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+    """Create a grpc.aio server with the token check and the health service."""
+    server = grpc.aio.server(interceptors=[InternalTokenInterceptor(token)])
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    return server, health_servicer
+
+
+async def mark_serving(
+    health_servicer: health.aio.HealthServicer, service_names: list[str]
+) -> None:
+    for name in ["", *service_names]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+
+async def mark_not_serving(
+    health_servicer: health.aio.HealthServicer, service_names: list[str]
+) -> None:
+    for name in ["", *service_names]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+
+async def check_peer_health(channel: grpc.aio.Channel, timeout: float = 2.0) -> bool:
+    """Ask a peer's standard health service whether it is serving."""
+    stub = health_pb2_grpc.HealthStub(channel)
+    try:
+        response = await stub.Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+    except grpc.aio.AioRpcError:
+        return False
+    return response.status == health_pb2.HealthCheckResponse.SERVING

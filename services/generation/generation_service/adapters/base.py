@@ -1,0 +1,112 @@
+"""What every provider adapter shares: the call it receives, what it returns and
+how it fails.
+
+An adapter translates one provider call from the router's request model into a
+provider's wire format and back. It raises `ProviderFailure` with an outcome
+that tells the caller whether to move on to the next provider.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Protocol
+
+import httpx
+
+# Outcomes after which the next candidate provider is tried.
+RETRYABLE_OUTCOMES = frozenset({"error", "timeout", "rate_limited"})
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderTarget:
+    """A provider as the registry describes it, secret included."""
+
+    id: str
+    name: str
+    type: str
+    base_url: str
+    api_key: str
+    cost_per_image: Decimal
+    max_images_per_request: int
+    timeout_ms: int
+    models: tuple[str, ...] = ()
+    supported_sizes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderCall:
+    """One call's worth of a generation request."""
+
+    prompt: str
+    n: int
+    size: str
+    model: str | None = None
+    quality: str | None = None
+    style: str | None = None
+    user: str | None = None
+
+
+@dataclass(slots=True)
+class ProviderImage:
+    """An image as a provider returned it: inline bytes or a URL to fetch once."""
+
+    data: bytes | None = None
+    url: str | None = None
+    revised_prompt: str | None = None
+
+
+@dataclass(slots=True)
+class ProviderResult:
+    images: list[ProviderImage]
+    status_code: int = 200
+    # Facts worth keeping on the attempt, such as a size mapping.
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+class ProviderFailure(Exception):
+    """A provider call that produced no usable images.
+
+    `outcome` is one of: error (5xx, 401/403, malformed answer), timeout,
+    rate_limited (429), content_policy (the prompt was refused) and
+    invalid_request (the provider rejected the request as the caller's error).
+    """
+
+    def __init__(
+        self,
+        outcome: str,
+        message: str,
+        *,
+        status_code: int | None = None,
+        retry_after_seconds: int = 0,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+        self.message = message
+        self.status_code = status_code
+        self.retry_after_seconds = retry_after_seconds
+        self.code = code
+
+    @property
+    def retryable(self) -> bool:
+        return self.outcome in RETRYABLE_OUTCOMES
+
+
+class ProviderAdapter(Protocol):
+    async def generate(
+        self,
+        client: httpx.AsyncClient,
+        target: ProviderTarget,
+        call: ProviderCall,
+        timeout: float,
+    ) -> ProviderResult: ...
+
+
+def retry_after_seconds(response: httpx.Response) -> int:
+    """Seconds from a Retry-After header in its delta-seconds form; 0 if absent."""
+    value = response.headers.get("retry-after", "")
+    try:
+        return max(0, int(float(value)))
+    except ValueError:
+        return 0

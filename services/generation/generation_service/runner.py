@@ -1,0 +1,487 @@
+"""Run a generation: choose providers, fall back, store images, record it all.
+
+The registry returns the candidates in the order to try them. The images still
+missing are asked of each candidate in turn, split into calls of at most its
+`maxImagesPerRequest` made concurrently; a call that fails with a retryable
+outcome (connect error, time-out, 5xx, 429, malformed answer) leaves its images
+to the next candidate. A content-policy refusal or a request the provider
+rejects as invalid ends the generation at once. A generation succeeds only with
+exactly `n` images; otherwise its stored images are deleted and it costs 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import grpc
+import httpx
+import structlog
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from generation_service.adapters import adapter_for
+from generation_service.adapters.base import (
+    ProviderCall,
+    ProviderFailure,
+    ProviderImage,
+    ProviderTarget,
+)
+from generation_service.models import Attempt, Generation, Image
+from generation_service.peers import Peers, target_from_message
+from generation_service.schemas import GenerationRequest
+from generation_service.settings import Settings
+from generation_service.storage import ImageStore, StoredImage, fetch_provider_image
+from router_common.errors import (
+    ContentPolicyError,
+    NoProviderAvailableError,
+    ProviderError,
+    RouterError,
+    ServiceUnavailableError,
+    ValidationError,
+)
+from router_common.url_guard import Allowlist, UnsafeUrlError, check_resolved_host
+
+log = structlog.get_logger(__name__)
+
+# Router error type recorded on an attempt, by outcome.
+ATTEMPT_ERROR_TYPES = {
+    "error": "provider_error",
+    "timeout": "timeout",
+    "rate_limited": "rate_limit_exceeded",
+    "content_policy": "content_policy_violation",
+    "invalid_request": "validation_error",
+}
+
+
+@dataclass(slots=True)
+class ProducedImage:
+    stored: StoredImage
+    data: bytes
+    provider: ProviderTarget
+    revised_prompt: str | None
+
+
+@dataclass(slots=True)
+class RunState:
+    """What one run has produced so far; written to the database at its end."""
+
+    attempts: list[Attempt] = field(default_factory=list)
+    images: list[ProducedImage] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    generation: Generation
+    images: list[ProducedImage]
+    error: RouterError | None
+
+
+class GenerationRunner:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        peers: Peers,
+        store: ImageStore,
+        client: httpx.AsyncClient,
+        session_factory: async_sessionmaker,
+        instance_id: str,
+    ) -> None:
+        self.settings = settings
+        self.peers = peers
+        self.store = store
+        self.client = client
+        self.session_factory = session_factory
+        self.instance_id = instance_id
+        self.allowlist = Allowlist.parse(settings.provider_url_allowlist)
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- selection ------------------------------------------------------------
+
+    async def select(self, body: GenerationRequest) -> list[ProviderTarget]:
+        """Ask the registry for candidates; explain why there are none."""
+        try:
+            selection = await self.peers.select_providers(
+                size=body.size,
+                model=body.model,
+                n=body.n,
+                provider=body.provider,
+                routing=body.routing,
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise ValidationError(
+                    error.details() or "Invalid routing options"
+                ) from None
+            log.warning("registry_unavailable", code=error.code().name)
+            raise ServiceUnavailableError(
+                "The provider registry is unavailable; retry shortly",
+                headers={"Retry-After": "5"},
+            ) from None
+
+        if selection.providers:
+            return [target_from_message(message) for message in selection.providers]
+        if body.size not in selection.available_sizes:
+            sizes = list(selection.available_sizes)
+            listed = ", ".join(sizes) or "none"
+            raise ValidationError(
+                f"Size {body.size} is not supported; available sizes: {listed}",
+                details={
+                    "fields": [{"field": "size", "message": "Unsupported size"}],
+                    "availableSizes": sizes,
+                },
+                param="size",
+                code="unsupported_size",
+            )
+        if selection.unavailable_count == 0:
+            # The size exists, so the model or the pinned provider is what fails.
+            field = "model" if body.model else "provider"
+            what = f"provider {body.provider!r}" if body.provider else "provider"
+            model = f" with model {body.model!r}" if body.model else ""
+            raise ValidationError(
+                f"No {what} serves size {body.size}{model}",
+                details={"fields": [{"field": field, "message": "Not offered"}]},
+                param=field,
+            )
+        raise NoProviderAvailableError(
+            "Every provider that can serve this request is inactive, paused or "
+            "failing; retry later",
+            headers={"Retry-After": "30"},
+        )
+
+    # -- jobs -----------------------------------------------------------------
+
+    async def create_job(
+        self,
+        body: GenerationRequest,
+        *,
+        user_id: str,
+        api_key_id: str | None,
+        status: str,
+    ) -> Generation:
+        now = datetime.now(UTC)
+        generation = Generation(
+            id=uuid.uuid4(),
+            user_id=uuid.UUID(user_id),
+            api_key_id=uuid.UUID(api_key_id) if api_key_id else None,
+            status=status,
+            progress=0,
+            prompt=body.prompt,
+            n=body.n,
+            size=body.size,
+            model=body.model,
+            quality=body.quality,
+            style=body.style,
+            response_format=body.response_format,
+            options={
+                "provider": body.provider,
+                "routing": body.routing,
+                "user": body.user,
+            },
+            cost=Decimal(0),
+            run_count=1 if status == "running" else 0,
+            lease_owner=self.instance_id if status == "running" else None,
+            lease_expires_at=(
+                now + timedelta(seconds=self.settings.job_lease_seconds)
+                if status == "running"
+                else None
+            ),
+            started_at=now if status == "running" else None,
+        )
+        async with self.session_factory() as session:
+            session.add(generation)
+            await session.commit()
+        return generation
+
+    async def run(
+        self, generation: Generation, candidates: list[ProviderTarget]
+    ) -> RunOutcome:
+        """Run a job this process holds, then record its result.
+
+        The outcome carries the images with their bytes, so that a synchronous
+        answer needs no second read, and the error that ended a failed run.
+        """
+        state = RunState()
+        renewer = asyncio.create_task(self._renew_lease(generation.id))
+        error: RouterError | None = None
+        try:
+            await self._produce(generation, candidates, state)
+        except RouterError as raised:
+            error = raised
+        finally:
+            renewer.cancel()
+        finished = await self._finish(generation.id, state, error)
+        if error is not None:
+            error.details["generationId"] = str(generation.id)
+            error.details.setdefault(
+                "attempts", [_attempt_summary(attempt) for attempt in state.attempts]
+            )
+        return RunOutcome(finished, state.images, error)
+
+    async def _renew_lease(self, generation_id: uuid.UUID) -> None:
+        interval = self.settings.job_lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            expires = datetime.now(UTC) + timedelta(
+                seconds=self.settings.job_lease_seconds
+            )
+            async with self.session_factory() as session:
+                await session.execute(
+                    update(Generation)
+                    .where(Generation.id == generation_id)
+                    .where(Generation.lease_owner == self.instance_id)
+                    .values(lease_expires_at=expires)
+                )
+                await session.commit()
+
+    # -- provider calls ----------------------------------------------------------
+
+    async def _produce(
+        self, generation: Generation, candidates: list[ProviderTarget], state: RunState
+    ) -> None:
+        remaining = generation.n
+        for target in candidates:
+            parts = split_count(remaining, target.max_images_per_request)
+            # Every part finishes (and is recorded) before a refusal ends the run.
+            results = await asyncio.gather(
+                *(self._attempt(generation, target, count, state) for count in parts),
+                return_exceptions=True,
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+            remaining -= sum(results)  # type: ignore[arg-type]
+            if remaining == 0:
+                return
+            if target is not candidates[-1]:
+                log.info(
+                    "provider_fallback", provider=target.name, images_missing=remaining
+                )
+        raise ProviderError(
+            f"Every eligible provider failed ({len(state.attempts)} attempts)",
+            details={
+                "attempts": [_attempt_summary(attempt) for attempt in state.attempts]
+            },
+        )
+
+    async def _attempt(
+        self,
+        generation: Generation,
+        target: ProviderTarget,
+        count: int,
+        state: RunState,
+    ) -> int:
+        """Make one provider call for `count` images; return how many it produced.
+
+        Raises a client-facing error for outcomes that must not be retried.
+        """
+        call = ProviderCall(
+            prompt=generation.prompt,
+            n=count,
+            size=generation.size,
+            model=generation.model,
+            quality=generation.quality,
+            style=generation.style,
+            user=(generation.options or {}).get("user"),
+        )
+        started = time.perf_counter()
+        failure: ProviderFailure | None = None
+        produced: list[ProducedImage] = []
+        try:
+            produced = await self._call_provider(target, call)
+        except ProviderFailure as raised:
+            failure = raised
+        latency_ms = int((time.perf_counter() - started) * 1000)
+
+        self._record_attempt(generation, target, count, failure, latency_ms, state)
+        if failure is None:
+            state.images.extend(produced)
+            return len(produced)
+        if failure.outcome == "content_policy":
+            raise ContentPolicyError(failure.message, code="content_policy_violation")
+        if failure.outcome == "invalid_request":
+            raise ValidationError(
+                f"The provider rejected the request: {failure.message}",
+                code=failure.code or "invalid_request",
+            )
+        return 0
+
+    async def _call_provider(
+        self, target: ProviderTarget, call: ProviderCall
+    ) -> list[ProducedImage]:
+        adapter = adapter_for(target.type)
+        if adapter is None:
+            raise ProviderFailure(
+                "error", f"no adapter for provider type {target.type}"
+            )
+        url = httpx.URL(target.base_url)
+        try:
+            await check_resolved_host(
+                url.host, url.port or _default_port(url), self.allowlist
+            )
+        except UnsafeUrlError as error:
+            raise ProviderFailure("error", f"base URL refused: {error}") from None
+
+        timeout = target.timeout_ms / 1000
+        result = await adapter.generate(self.client, target, call, timeout)
+        return [await self._store(image, target, timeout) for image in result.images]
+
+    async def _store(
+        self, image: ProviderImage, target: ProviderTarget, timeout: float
+    ) -> ProducedImage:
+        data = image.data
+        if data is None:
+            data = await fetch_provider_image(
+                self.client,
+                image.url or "",
+                allowlist=self.allowlist,
+                max_bytes=self.settings.max_provider_image_bytes,
+                timeout=timeout,
+            )
+        if len(data) > self.settings.max_provider_image_bytes:
+            raise ProviderFailure("error", "image larger than the configured maximum")
+        try:
+            stored = await self.store.save(data)
+        except ValueError as error:
+            raise ProviderFailure("error", f"answer is not an image: {error}") from None
+        return ProducedImage(stored, data, target, image.revised_prompt)
+
+    def _record_attempt(
+        self,
+        generation: Generation,
+        target: ProviderTarget,
+        count: int,
+        failure: ProviderFailure | None,
+        latency_ms: int,
+        state: RunState,
+    ) -> None:
+        outcome = failure.outcome if failure else "success"
+        state.attempts.append(
+            Attempt(
+                id=uuid.uuid4(),
+                generation_id=generation.id,
+                provider_id=uuid.UUID(target.id),
+                provider_name=target.name,
+                outcome=outcome,
+                error_type=ATTEMPT_ERROR_TYPES.get(outcome),
+                error_message=failure.message[:500] if failure else None,
+                status_code=failure.status_code if failure else 200,
+                latency_ms=latency_ms,
+                images_requested=count,
+                created_at=datetime.now(UTC),
+            )
+        )
+        log.info(
+            "provider_attempt",
+            provider=target.name,
+            outcome=outcome,
+            status=failure.status_code if failure else 200,
+            latency_ms=latency_ms,
+            images=count,
+        )
+        # Reported off the critical path; the set keeps each task referenced.
+        task = asyncio.get_running_loop().create_task(
+            self._report(target, outcome, latency_ms, failure)
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _report(
+        self,
+        target: ProviderTarget,
+        outcome: str,
+        latency_ms: int,
+        failure: ProviderFailure | None,
+    ) -> None:
+        try:
+            await self.peers.report_outcome(
+                provider_id=target.id,
+                outcome=outcome,
+                latency_ms=latency_ms,
+                error_type=ATTEMPT_ERROR_TYPES.get(outcome, ""),
+                error_message=failure.message[:300] if failure else "",
+                retry_after_seconds=failure.retry_after_seconds if failure else 0,
+            )
+        except grpc.aio.AioRpcError as error:
+            log.warning(
+                "outcome_report_failed", provider=target.name, code=error.code().name
+            )
+
+    # -- recording ----------------------------------------------------------------
+
+    async def _finish(
+        self, generation_id: uuid.UUID, state: RunState, error: RouterError | None
+    ) -> Generation:
+        images = state.images
+        succeeded = error is None
+        if not succeeded and images:
+            await self.store.delete([image.stored.file_name for image in images])
+            state.images = images = []
+
+        async with self.session_factory() as session:
+            generation = await session.get(Generation, generation_id)
+            assert generation is not None
+            for attempt in state.attempts:
+                session.add(attempt)
+            for position, image in enumerate(images):
+                session.add(_image_row(generation_id, position, image))
+            generation.status = "succeeded" if succeeded else "failed"
+            generation.progress = 100 if succeeded else generation.progress
+            generation.completed_at = datetime.now(UTC)
+            generation.lease_owner = None
+            generation.lease_expires_at = None
+            if images:
+                generation.provider_id = uuid.UUID(images[0].provider.id)
+                generation.provider_name = images[0].provider.name
+                generation.cost = sum(
+                    (image.provider.cost_per_image for image in images), Decimal(0)
+                )
+            if error is not None:
+                generation.error = {
+                    "type": error.error_type,
+                    "message": error.message,
+                    "status": error.status_code,
+                }
+            await session.commit()
+            await session.refresh(generation, ["attempts", "images"])
+        return generation
+
+
+def split_count(total: int, per_call: int) -> list[int]:
+    """Split `total` images into calls of at most `per_call` each."""
+    full, rest = divmod(total, per_call)
+    return [per_call] * full + ([rest] if rest else [])
+
+
+def _default_port(url: httpx.URL) -> int:
+    return 443 if url.scheme == "https" else 80
+
+
+def _image_row(generation_id: uuid.UUID, position: int, image: ProducedImage) -> Image:
+    return Image(
+        id=uuid.uuid4(),
+        generation_id=generation_id,
+        position=position,
+        file_name=image.stored.file_name,
+        content_type=image.stored.content_type,
+        width=image.stored.width,
+        height=image.stored.height,
+        byte_size=image.stored.byte_size,
+        provider_id=uuid.UUID(image.provider.id),
+        cost=image.provider.cost_per_image,
+        revised_prompt=image.revised_prompt,
+    )
+
+
+def _attempt_summary(attempt: Attempt) -> dict[str, object]:
+    return {
+        "provider": attempt.provider_name,
+        "outcome": attempt.outcome,
+        "errorType": attempt.error_type,
+        "latencyMs": attempt.latency_ms,
+    }

@@ -1,0 +1,93 @@
+"""Request and response bodies of the generation service.
+
+The generation request keeps OpenAI's field names (`response_format`, ...), so
+that one body serves both the router's API and the OpenAI-compatible surface.
+Responses of the router's API use camelCase.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_serializer,
+    model_serializer,
+)
+
+from router_common.schemas import ResponseModel
+
+MAX_PROMPT_LENGTH = 32_000
+MAX_IMAGES = 10
+SIZE_PATTERN = r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$"
+DEFAULT_SIZE = "1024x1024"
+
+
+class GenerationRequest(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", populate_by_name=True)
+
+    prompt: Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_LENGTH)]
+    n: Annotated[int, Field(ge=1, le=MAX_IMAGES)] = 1
+    size: Annotated[str, Field(pattern=SIZE_PATTERN, max_length=11)] = DEFAULT_SIZE
+    response_format: Literal["url", "b64_json"] = "url"
+    model: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    quality: Literal["standard", "hd", "low", "medium", "high", "auto"] | None = None
+    style: Literal["vivid", "natural"] | None = None
+    user: Annotated[str, Field(max_length=256)] | None = None
+    # Pin one provider by name.
+    provider: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    routing: Literal["priority", "latency", "cost", "round_robin"] | None = None
+
+
+class ProviderRef(ResponseModel):
+    id: uuid.UUID
+    name: str
+
+
+class ImageOut(ResponseModel):
+    """An image: its stored URL, or its bytes in base64 when they were asked for."""
+
+    url: str | None = None
+    b64_json: str | None = None
+    revised_prompt: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_empty(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        return {
+            name: value for name, value in handler(self).items() if value is not None
+        }
+
+
+class AttemptOut(ResponseModel):
+    provider: str
+    outcome: str
+    error_type: str | None
+    latency_ms: int
+
+
+class GenerationOut(ResponseModel):
+    id: uuid.UUID
+    status: str
+    progress: int
+    prompt: str
+    n: int
+    size: str
+    model: str | None
+    response_format: str
+    provider: ProviderRef | None
+    images: list[ImageOut]
+    attempts: list[AttemptOut]
+    cost: Decimal
+    created_at: datetime
+    completed_at: datetime | None
+    error: dict[str, object] | None
+
+    @field_serializer("cost")
+    def _exact_cost(self, value: Decimal) -> str:
+        return format(value.normalize(), "f")

@@ -1,0 +1,37 @@
+"""Settings of the generation service, read from the environment."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+
+from router_common.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    http_port: int = 8103
+
+    keys_grpc_addr: str = "127.0.0.1:8112"
+    providers_grpc_addr: str = "127.0.0.1:8114"
+    # Time-out of one call to the keys service or the provider registry.
+    grpc_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    # Where stored images live, and the public address their URLs start with.
+    images_dir: Path = Path(".data/images")
+    public_base_url: str = "http://127.0.0.1:8080"
+
+    # Comma-separated `host` or `host:port` entries that provider calls may reach
+    # although they are internal addresses (the local simulator, say).
+    provider_url_allowlist: str = ""
+
+    # Overall deadline of one synchronous generation, across every fallback.
+    generation_deadline_seconds: float = Field(default=120.0, gt=0)
+    # Largest image accepted from a provider, in bytes.
+    max_provider_image_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
+    # How long this process holds a job before the lease must be renewed.
+    job_lease_seconds: float = Field(default=30.0, gt=0)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
