@@ -42,6 +42,8 @@ class Profile:
     port_base: int
     database_url: str
     redis_url: str
+    # The services' ENVIRONMENT setting.
+    environment: str = "development"
 
     @property
     def run_dir(self) -> Path:
@@ -68,7 +70,9 @@ def _profiles() -> dict[str, Profile]:
             redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
         ),
         "test": Profile(
-            name="test",
+            # A different name gives a separate run folder, so that several
+            # test stacks (with their own ports) can run side by side.
+            name=os.environ.get("TEST_STACK_NAME", "test"),
             nginx_port=int(os.environ.get("TEST_NGINX_PORT", "18080")),
             port_base=int(os.environ.get("TEST_PORT_BASE", "18100")),
             database_url=os.environ.get(
@@ -76,6 +80,7 @@ def _profiles() -> dict[str, Profile]:
                 "postgresql+asyncpg://postgres@127.0.0.1:5432/image_router_test",
             ),
             redis_url=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
+            environment="test",
         ),
     }
 
@@ -158,7 +163,7 @@ class Stack:
         profile = self.profile
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "ENVIRONMENT": "test" if profile.name == "test" else "development",
+            "ENVIRONMENT": profile.environment,
             "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
             "DATABASE_URL": profile.database_url,
             "REDIS_URL": profile.redis_url,
