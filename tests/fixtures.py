@@ -26,7 +26,18 @@ TEST_SETTINGS = {
     "ARGON2_MEMORY_COST_KIB": "1024",
     "ARGON2_PARALLELISM": "1",
     "ADMIN_EMAIL": "admin@test.example",
+    # Auth attempt limits: the per-account limit keeps its production value of
+    # 5 with a 3-second window, so a test can wait a lockout out. The
+    # per-address limits are lifted because every test connects from 127.0.0.1.
+    "LOGIN_ACCOUNT_WINDOW_SECONDS": "3",
+    "LOGIN_ADDRESS_FAILURE_LIMIT": "100000",
+    "REGISTRATION_ADDRESS_LIMIT": "100000",
     "GENERATION_DEADLINE_SECONDS": "60",
+    # Short leases and polls, so that a killed worker's job is resumed quickly.
+    "JOB_LEASE_SECONDS": "3",
+    "WORKER_POLL_SECONDS": "0.2",
+    # Keys: last-use times reach the database within a second.
+    "LAST_USED_FLUSH_SECONDS": "1",
 }
 PASSWORD = "correct horse battery"
 

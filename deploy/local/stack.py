@@ -193,6 +193,19 @@ class Stack:
                 ready_url=f"http://127.0.0.1:{port}/readyz",
             )
 
+        generation = service(
+            "generation",
+            profile.port(GENERATION_HTTP),
+            {
+                "KEYS_GRPC_ADDR": keys_grpc,
+                "PROVIDERS_GRPC_ADDR": providers_grpc,
+                "IMAGES_DIR": str(self.images_dir),
+                "PUBLIC_BASE_URL": self.public_base_url,
+                "PROVIDER_URL_ALLOWLIST": os.environ.get(
+                    "PROVIDER_URL_ALLOWLIST", simulator_host
+                ),
+            },
+        )
         return [
             service(
                 "providers",
@@ -210,18 +223,13 @@ class Stack:
                 {"GRPC_PORT": str(profile.port(KEYS_GRPC))},
             ),
             service("auth", profile.port(AUTH_HTTP), {}),
-            service(
-                "generation",
-                profile.port(GENERATION_HTTP),
-                {
-                    "KEYS_GRPC_ADDR": keys_grpc,
-                    "PROVIDERS_GRPC_ADDR": providers_grpc,
-                    "IMAGES_DIR": str(self.images_dir),
-                    "PUBLIC_BASE_URL": self.public_base_url,
-                    "PROVIDER_URL_ALLOWLIST": os.environ.get(
-                        "PROVIDER_URL_ALLOWLIST", simulator_host
-                    ),
-                },
+            generation,
+            ServiceSpec(
+                name="worker",
+                command=[python, "-m", "generation_service", "worker"],
+                cwd=ROOT / "services" / "generation",
+                env={**generation.env},
+                health_url=None,
             ),
             ServiceSpec(
                 name="simulator",

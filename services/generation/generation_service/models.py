@@ -112,3 +112,20 @@ class Image(Base):
     provider_id: Mapped[uuid.UUID]
     cost: Mapped[Decimal] = mapped_column(Numeric(14, 6))
     revised_prompt: Mapped[str | None] = mapped_column(Text)
+
+
+class IdempotencyKey(Base):
+    """A client's Idempotency-Key, bound to the body it first came with."""
+
+    __tablename__ = "idempotency_keys"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # SHA-256 of the canonical request body, hex.
+    request_hash: Mapped[str] = mapped_column(String(64))
+    generation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("generations.id", ondelete="CASCADE")
+    )
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )

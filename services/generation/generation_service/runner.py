@@ -15,14 +15,11 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime
 
 import grpc
 import httpx
 import structlog
-from sqlalchemy import update
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from generation_service.adapters import adapter_for
 from generation_service.adapters.base import (
@@ -31,6 +28,7 @@ from generation_service.adapters.base import (
     ProviderImage,
     ProviderTarget,
 )
+from generation_service.jobs import JobStore, StoredResult
 from generation_service.models import Attempt, Generation, Image
 from generation_service.peers import Peers, target_from_message
 from generation_service.schemas import GenerationRequest
@@ -89,15 +87,13 @@ class GenerationRunner:
         peers: Peers,
         store: ImageStore,
         client: httpx.AsyncClient,
-        session_factory: async_sessionmaker,
-        instance_id: str,
+        jobs: JobStore,
     ) -> None:
         self.settings = settings
         self.peers = peers
         self.store = store
         self.client = client
-        self.session_factory = session_factory
-        self.instance_id = instance_id
+        self.jobs = jobs
         self.allowlist = Allowlist.parse(settings.provider_url_allowlist)
         self._background: set[asyncio.Task[None]] = set()
 
@@ -154,49 +150,7 @@ class GenerationRunner:
             headers={"Retry-After": "30"},
         )
 
-    # -- jobs -----------------------------------------------------------------
-
-    async def create_job(
-        self,
-        body: GenerationRequest,
-        *,
-        user_id: str,
-        api_key_id: str | None,
-        status: str,
-    ) -> Generation:
-        now = datetime.now(UTC)
-        generation = Generation(
-            id=uuid.uuid4(),
-            user_id=uuid.UUID(user_id),
-            api_key_id=uuid.UUID(api_key_id) if api_key_id else None,
-            status=status,
-            progress=0,
-            prompt=body.prompt,
-            n=body.n,
-            size=body.size,
-            model=body.model,
-            quality=body.quality,
-            style=body.style,
-            response_format=body.response_format,
-            options={
-                "provider": body.provider,
-                "routing": body.routing,
-                "user": body.user,
-            },
-            cost=Decimal(0),
-            run_count=1 if status == "running" else 0,
-            lease_owner=self.instance_id if status == "running" else None,
-            lease_expires_at=(
-                now + timedelta(seconds=self.settings.job_lease_seconds)
-                if status == "running"
-                else None
-            ),
-            started_at=now if status == "running" else None,
-        )
-        async with self.session_factory() as session:
-            session.add(generation)
-            await session.commit()
-        return generation
+    # -- running a job ---------------------------------------------------------
 
     async def run(
         self, generation: Generation, candidates: list[ProviderTarget]
@@ -207,7 +161,7 @@ class GenerationRunner:
         answer needs no second read, and the error that ended a failed run.
         """
         state = RunState()
-        renewer = asyncio.create_task(self._renew_lease(generation.id))
+        renewer = asyncio.create_task(self.jobs.renew_while_running(generation.id))
         error: RouterError | None = None
         try:
             await self._produce(generation, candidates, state)
@@ -215,29 +169,7 @@ class GenerationRunner:
             error = raised
         finally:
             renewer.cancel()
-        finished = await self._finish(generation.id, state, error)
-        if error is not None:
-            error.details["generationId"] = str(generation.id)
-            error.details.setdefault(
-                "attempts", [_attempt_summary(attempt) for attempt in state.attempts]
-            )
-        return RunOutcome(finished, state.images, error)
-
-    async def _renew_lease(self, generation_id: uuid.UUID) -> None:
-        interval = self.settings.job_lease_seconds / 3
-        while True:
-            await asyncio.sleep(interval)
-            expires = datetime.now(UTC) + timedelta(
-                seconds=self.settings.job_lease_seconds
-            )
-            async with self.session_factory() as session:
-                await session.execute(
-                    update(Generation)
-                    .where(Generation.id == generation_id)
-                    .where(Generation.lease_owner == self.instance_id)
-                    .values(lease_expires_at=expires)
-                )
-                await session.commit()
+        return await self._finish(generation.id, state, error)
 
     # -- provider calls ----------------------------------------------------------
 
@@ -262,10 +194,16 @@ class GenerationRunner:
                 log.info(
                     "provider_fallback", provider=target.name, images_missing=remaining
                 )
+        refusals = [a for a in state.attempts if a.outcome == "content_policy"]
+        if refusals:
+            raise ContentPolicyError(
+                refusals[-1].error_message or ContentPolicyError.default_message,
+                code="content_policy_violation",
+            )
         raise ProviderError(
             f"Every eligible provider failed ({len(state.attempts)} attempts)",
             details={
-                "attempts": [_attempt_summary(attempt) for attempt in state.attempts]
+                "attempts": [attempt_summary(attempt) for attempt in state.attempts]
             },
         )
 
@@ -302,7 +240,10 @@ class GenerationRunner:
         if failure is None:
             state.images.extend(produced)
             return len(produced)
-        if failure.outcome == "content_policy":
+        if (
+            failure.outcome == "content_policy"
+            and not self.settings.retry_content_policy
+        ):
             raise ContentPolicyError(failure.message, code="content_policy_violation")
         if failure.outcome == "invalid_request":
             raise ValidationError(
@@ -416,40 +357,27 @@ class GenerationRunner:
 
     async def _finish(
         self, generation_id: uuid.UUID, state: RunState, error: RouterError | None
-    ) -> Generation:
-        images = state.images
-        succeeded = error is None
-        if not succeeded and images:
-            await self.store.delete([image.stored.file_name for image in images])
-            state.images = images = []
-
-        async with self.session_factory() as session:
-            generation = await session.get(Generation, generation_id)
-            assert generation is not None
-            for attempt in state.attempts:
-                session.add(attempt)
-            for position, image in enumerate(images):
-                session.add(_image_row(generation_id, position, image))
-            generation.status = "succeeded" if succeeded else "failed"
-            generation.progress = 100 if succeeded else generation.progress
-            generation.completed_at = datetime.now(UTC)
-            generation.lease_owner = None
-            generation.lease_expires_at = None
-            if images:
-                generation.provider_id = uuid.UUID(images[0].provider.id)
-                generation.provider_name = images[0].provider.name
-                generation.cost = sum(
-                    (image.provider.cost_per_image for image in images), Decimal(0)
-                )
-            if error is not None:
-                generation.error = {
-                    "type": error.error_type,
-                    "message": error.message,
-                    "status": error.status_code,
-                }
-            await session.commit()
-            await session.refresh(generation, ["attempts", "images"])
-        return generation
+    ) -> RunOutcome:
+        images = state.images if error is None else []
+        result = StoredResult(
+            attempts=state.attempts,
+            images=[
+                _image_row(generation_id, i, image) for i, image in enumerate(images)
+            ],
+            error=error,
+        )
+        finished, recorded = await self.jobs.finish(generation_id, result)
+        if not recorded or error is not None:
+            # Images of a failed run, or of a run that lost its job to another
+            # worker, are not kept.
+            await self.store.delete([image.stored.file_name for image in state.images])
+            images = []
+        if error is not None:
+            error.details["generationId"] = str(generation_id)
+            error.details.setdefault(
+                "attempts", [attempt_summary(attempt) for attempt in state.attempts]
+            )
+        return RunOutcome(finished, images if recorded else [], error)
 
 
 def split_count(total: int, per_call: int) -> list[int]:
@@ -478,7 +406,7 @@ def _image_row(generation_id: uuid.UUID, position: int, image: ProducedImage) ->
     )
 
 
-def _attempt_summary(attempt: Attempt) -> dict[str, object]:
+def attempt_summary(attempt: Attempt) -> dict[str, object]:
     return {
         "provider": attempt.provider_name,
         "outcome": attempt.outcome,

@@ -30,7 +30,7 @@ DEFAULT_SIZE = "1024x1024"
 
 
 class GenerationRequest(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(strict=True, extra="forbid")
 
     prompt: Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_LENGTH)]
     n: Annotated[int, Field(ge=1, le=MAX_IMAGES)] = 1
@@ -43,6 +43,8 @@ class GenerationRequest(BaseModel):
     # Pin one provider by name.
     provider: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     routing: Literal["priority", "latency", "cost", "round_robin"] | None = None
+    # Answer 202 at once and let a worker run the job (also `Prefer: respond-async`).
+    run_async: bool = Field(default=False, alias="async")
 
 
 class ProviderRef(ResponseModel):
@@ -89,5 +91,37 @@ class GenerationOut(ResponseModel):
     error: dict[str, object] | None
 
     @field_serializer("cost")
+    def _exact_cost(self, value: Decimal) -> str:
+        return format(value.normalize(), "f")
+
+
+class UsageDay(ResponseModel):
+    date: str
+    images: int
+    cost: Decimal
+
+    @field_serializer("cost")
+    def _exact_cost(self, value: Decimal) -> str:
+        return format(value.normalize(), "f")
+
+
+class UsageProvider(ResponseModel):
+    provider: str
+    images: int
+    cost: Decimal
+
+    @field_serializer("cost")
+    def _exact_cost(self, value: Decimal) -> str:
+        return format(value.normalize(), "f")
+
+
+class UsageOut(ResponseModel):
+    days: int
+    total_images: int
+    total_cost: Decimal
+    by_day: list[UsageDay]
+    by_provider: list[UsageProvider]
+
+    @field_serializer("total_cost")
     def _exact_cost(self, value: Decimal) -> str:
         return format(value.normalize(), "f")

@@ -6,12 +6,14 @@ import asyncio
 import base64
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from fastapi import Request
 
 from generation_service.auth import Principal
+from generation_service.jobs import JobStore
 from generation_service.models import Attempt, Generation
-from generation_service.runner import GenerationRunner, ProducedImage
+from generation_service.runner import GenerationRunner, attempt_summary
 from generation_service.schemas import (
     AttemptOut,
     GenerationOut,
@@ -19,22 +21,68 @@ from generation_service.schemas import (
     ImageOut,
     ProviderRef,
 )
-from router_common.errors import NotFoundError, RequestTimeoutError
+from router_common.errors import (
+    NotFoundError,
+    RequestTimeoutError,
+    ValidationError,
+    error_from_record,
+)
+
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+
+
+@dataclass(slots=True)
+class GenerateResult:
+    generation: Generation
+    # True when the job was queued and the client answered at once (202).
+    accepted: bool = False
+    # Image bytes by stored file name, for answers that carry base64.
+    inline: dict[str, bytes] = field(default_factory=dict)
+
+
+def idempotency_key(request: Request) -> str | None:
+    value = request.headers.get("idempotency-key")
+    if value is None:
+        return None
+    if not 1 <= len(value) <= MAX_IDEMPOTENCY_KEY_LENGTH or not value.isprintable():
+        raise ValidationError(
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} printable "
+            "characters",
+            details={"fields": [{"field": "Idempotency-Key", "message": "Invalid"}]},
+        )
+    return value
+
+
+def wants_async(request: Request, body_async: bool) -> bool:
+    prefer = request.headers.get("prefer", "")
+    tokens = {part.strip().lower() for part in prefer.split(",")}
+    return body_async or "respond-async" in tokens
 
 
 async def generate(
-    request: Request, body: GenerationRequest, caller: Principal
-) -> tuple[Generation, list[ProducedImage]]:
-    """Run a synchronous generation inline; raise its error if it failed.
+    request: Request, body: GenerationRequest, caller: Principal, *, run_async: bool
+) -> GenerateResult:
+    """Create a generation and run it inline, or queue it for a worker.
 
-    Past the overall deadline the client gets 504 with the generation id, and the
-    job goes on in this process, so its result can still be read later.
+    A synchronous run that passes the overall deadline answers 504 with the
+    generation id; the job goes on in this process (or, if the process dies, in a
+    worker once its lease expires), so its result can still be read later.
     """
     runner: GenerationRunner = request.app.state.runner
+    # Selecting first rejects an unsupported size or model before anything is stored.
     candidates = await runner.select(body)
-    generation = await runner.create_job(
-        body, user_id=caller.user_id, api_key_id=caller.api_key_id, status="running"
+    generation, created = await runner.jobs.create(
+        body,
+        user_id=caller.user_id,
+        api_key_id=caller.api_key_id,
+        run_here=not run_async,
+        idempotency_key=idempotency_key(request),
     )
+    if not created:
+        return await _replay(request, runner.jobs, generation, run_async)
+    if run_async:
+        return GenerateResult(generation, accepted=True)
+
     task = asyncio.create_task(runner.run(generation, candidates))
     request.app.state.jobs.add(task)
     task.add_done_callback(request.app.state.jobs.discard)
@@ -43,14 +91,50 @@ async def generate(
             asyncio.shield(task), runner.settings.generation_deadline_seconds
         )
     except TimeoutError:
-        raise RequestTimeoutError(
-            "The generation did not finish in time; poll it by its id",
-            details={"generationId": str(generation.id)},
-        ) from None
+        raise _deadline_error(generation.id) from None
 
     if outcome.error is not None:
         raise outcome.error
-    return outcome.generation, outcome.images
+    inline = {image.stored.file_name: image.data for image in outcome.images}
+    return GenerateResult(outcome.generation, inline=inline)
+
+
+async def _replay(
+    request: Request, jobs: JobStore, generation: Generation, run_async: bool
+) -> GenerateResult:
+    """Answer a repeated request (same Idempotency-Key and body) from its job."""
+    if run_async:
+        return GenerateResult(generation, accepted=True)
+    finished = await jobs.wait_finished(
+        generation.id, jobs.settings.generation_deadline_seconds
+    )
+    if finished.status == "failed":
+        record = finished.error or {}
+        raise error_from_record(
+            str(record.get("type")),
+            str(record.get("message") or "Generation failed"),
+            {
+                "generationId": str(finished.id),
+                "attempts": [attempt_summary(a) for a in finished.attempts],
+            },
+        )
+    if finished.status != "succeeded":
+        raise _deadline_error(finished.id)
+    inline = {}
+    if finished.response_format == "b64_json":
+        store = request.app.state.store
+        inline = {
+            image.file_name: await store.read(image.file_name)
+            for image in finished.images
+        }
+    return GenerateResult(finished, inline=inline)
+
+
+def _deadline_error(generation_id: uuid.UUID) -> RequestTimeoutError:
+    return RequestTimeoutError(
+        "The generation did not finish in time; poll it by its id",
+        details={"generationId": str(generation_id)},
+    )
 
 
 async def get_owned(
@@ -71,16 +155,16 @@ async def get_owned(
 def to_out(
     generation: Generation,
     store_url: Callable[[str], str],
-    produced: list[ProducedImage] | None = None,
+    inline: dict[str, bytes] | None = None,
 ) -> GenerationOut:
-    """Build the generation object; images carry base64 only when just produced
-    for a `b64_json` request, otherwise their stored URL."""
-    inline = produced is not None and generation.response_format == "b64_json"
-    data_by_name = {image.stored.file_name: image.data for image in produced or []}
+    """Build the generation object. Images carry base64 only when their bytes are
+    at hand for a `b64_json` request; otherwise their stored URL."""
+    inline = inline or {}
     images = []
     for image in generation.images:
-        if inline and image.file_name in data_by_name:
-            encoded = base64.b64encode(data_by_name[image.file_name]).decode()
+        data = inline.get(image.file_name)
+        if data is not None and generation.response_format == "b64_json":
+            encoded = base64.b64encode(data).decode()
             images.append(
                 ImageOut(b64_json=encoded, revised_prompt=image.revised_prompt)
             )

@@ -30,6 +30,13 @@ class Settings(ServiceSettings):
     max_provider_image_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
     # How long this process holds a job before the lease must be renewed.
     job_lease_seconds: float = Field(default=30.0, gt=0)
+    # A job is given up after this many runs (each run that died counts).
+    job_max_runs: int = Field(default=3, ge=1)
+    # How often an idle worker looks for jobs, and how many it runs at once.
+    worker_poll_seconds: float = Field(default=1.0, gt=0)
+    worker_concurrency: int = Field(default=8, ge=1)
+    # Whether a content-policy refusal may be retried on the next provider.
+    retry_content_policy: bool = False
 
 
 @lru_cache

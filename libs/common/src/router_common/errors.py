@@ -246,3 +246,21 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _handle_validation)
     app.add_exception_handler(StarletteHTTPException, _handle_http)
     app.add_exception_handler(Exception, _handle_unexpected)
+
+
+def _all_error_classes(base: type[RouterError]) -> list[type[RouterError]]:
+    found: list[type[RouterError]] = []
+    for subclass in base.__subclasses__():
+        found.append(subclass)
+        found.extend(_all_error_classes(subclass))
+    return found
+
+
+def error_from_record(
+    error_type: str, message: str, details: dict[str, Any] | None = None
+) -> RouterError:
+    """Rebuild an error stored as `{type, message}`, e.g. on a finished job."""
+    for error_class in _all_error_classes(RouterError):
+        if error_class.error_type == error_type and error_class is not InternalError:
+            return error_class(message, details=details)
+    return InternalError(message, details=details)

@@ -2,24 +2,65 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated, Literal
 
-from generation_service import service
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from generation_service import history, service
 from generation_service.auth import SCOPE_GENERATE, SCOPE_READ, CallerDep
-from generation_service.schemas import GenerationOut, GenerationRequest
-from router_common.schemas import Envelope
+from generation_service.schemas import GenerationOut, GenerationRequest, UsageOut
+from router_common.schemas import Envelope, Page
 
 router = APIRouter(prefix="/api/v1/images", tags=["images"])
 
+GENERATION_PATH = "/api/v1/images/generations/{id}"
 
-@router.post("/generations", response_model=Envelope[GenerationOut])
+
+@router.post(
+    "/generations",
+    response_model=Envelope[GenerationOut],
+    responses={202: {"model": Envelope[GenerationOut], "description": "Queued"}},
+)
 async def create_generation(
     body: GenerationRequest, caller: CallerDep, request: Request
-) -> Envelope[GenerationOut]:
+) -> JSONResponse:
+    """Generate images. Waits for the result unless `async` is true or the
+    request carries `Prefer: respond-async`; then it answers 202 at once."""
     caller.require(SCOPE_GENERATE)
-    generation, images = await service.generate(request, body, caller)
+    run_async = service.wants_async(request, body.run_async)
+    result = await service.generate(request, body, caller, run_async=run_async)
     store = request.app.state.store
-    return Envelope(data=service.to_out(generation, store.url_for, images))
+    out = service.to_out(result.generation, store.url_for, result.inline)
+    payload = Envelope(data=out).model_dump(mode="json", by_alias=True)
+    if result.accepted:
+        location = GENERATION_PATH.format(id=result.generation.id)
+        return JSONResponse(payload, status_code=202, headers={"Location": location})
+    return JSONResponse(payload)
+
+
+@router.get("/generations", response_model=Envelope[Page[GenerationOut]])
+async def list_generations(
+    caller: CallerDep,
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    status: Literal["queued", "running", "succeeded", "failed"] | None = None,
+    provider: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+) -> Envelope[Page[GenerationOut]]:
+    """The caller's generations, newest first."""
+    caller.require(SCOPE_READ)
+    rows, next_cursor = await history.list_generations(
+        request.app.state.session_factory,
+        user_id=caller.user_id,
+        limit=limit,
+        cursor=cursor,
+        status=status,
+        provider=provider,
+    )
+    url_for = request.app.state.store.url_for
+    items = [service.to_out(row, url_for) for row in rows]
+    return Envelope(data=Page(items=items, next_cursor=next_cursor))
 
 
 @router.get("/generations/{generation_id}", response_model=Envelope[GenerationOut])
@@ -29,3 +70,18 @@ async def get_generation(
     caller.require(SCOPE_READ)
     generation = await service.get_owned(request, generation_id, caller)
     return Envelope(data=service.to_out(generation, request.app.state.store.url_for))
+
+
+@router.get("/usage", response_model=Envelope[UsageOut])
+async def get_usage(
+    caller: CallerDep,
+    request: Request,
+    days: Annotated[int, Query(ge=1, le=366)] = 30,
+) -> Envelope[UsageOut]:
+    """The caller's images and spend over the last `days` days (UTC), per day and
+    per provider; only succeeded generations count."""
+    caller.require(SCOPE_READ)
+    usage = await history.usage(
+        request.app.state.session_factory, user_id=caller.user_id, days=days
+    )
+    return Envelope(data=usage)

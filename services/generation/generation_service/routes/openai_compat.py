@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from generation_service import service
 from generation_service.auth import SCOPE_GENERATE, CallerDep
 from generation_service.schemas import GenerationRequest
-from router_common.errors import RouterError, render_error
+from router_common.errors import RouterError, ValidationError, render_error
 
 router = APIRouter(prefix="/v1/images", tags=["openai"])
 
@@ -36,7 +36,14 @@ async def create_image(
 ) -> JSONResponse:
     caller.require(SCOPE_GENERATE)
     try:
-        generation, images = await service.generate(request, body, caller)
+        if body.run_async:
+            raise ValidationError(
+                "async is not part of OpenAI's images API; "
+                "use /api/v1/images/generations",
+                param="async",
+                code="unknown_parameter",
+            )
+        result = await service.generate(request, body, caller, run_async=False)
     except RouterError as error:
         response = render_error(request, error)
         if error.error_type in NO_RETRY_TYPES:
@@ -45,14 +52,17 @@ async def create_image(
 
     store = request.app.state.store
     data = []
-    for image in images:
-        item: dict[str, str] = (
-            {"b64_json": base64.b64encode(image.data).decode()}
-            if body.response_format == "b64_json"
-            else {"url": store.url_for(image.stored.file_name)}
-        )
+    for image in result.generation.images:
+        item: dict[str, str] = {}
+        if body.response_format == "b64_json":
+            raw = result.inline.get(image.file_name) or await store.read(
+                image.file_name
+            )
+            item["b64_json"] = base64.b64encode(raw).decode()
+        else:
+            item["url"] = store.url_for(image.file_name)
         if image.revised_prompt:
             item["revised_prompt"] = image.revised_prompt
         data.append(item)
-    created = int(generation.created_at.timestamp())
+    created = int(result.generation.created_at.timestamp())
     return JSONResponse({"created": created, "data": data})

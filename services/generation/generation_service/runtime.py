@@ -1,0 +1,62 @@
+"""What the API process and the worker process both need at run time."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from generation_service.jobs import JobStore
+from generation_service.peers import Peers
+from generation_service.runner import GenerationRunner
+from generation_service.settings import Settings
+from generation_service.storage import ImageStore
+from router_common.app import create_redis
+from router_common.db import create_engine, create_session_factory
+
+
+@dataclass
+class Runtime:
+    engine: AsyncEngine
+    session_factory: async_sessionmaker
+    redis: Redis
+    peers: Peers
+    store: ImageStore
+    jobs: JobStore
+    runner: GenerationRunner
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    engine = create_engine(settings.database_url)
+    session_factory = create_session_factory(engine)
+    redis = create_redis(settings.redis_url)
+    peers = Peers(
+        keys_addr=settings.keys_grpc_addr,
+        providers_addr=settings.providers_grpc_addr,
+        token=settings.internal_service_token,
+        timeout=settings.grpc_timeout_seconds,
+    )
+    store = ImageStore(settings.images_dir, settings.public_base_url)
+    jobs = JobStore(session_factory, settings, f"{socket.gethostname()}:{os.getpid()}")
+    # Redirects are never followed: a provider could point one inside the network.
+    client = httpx.AsyncClient(
+        follow_redirects=False,
+        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+    )
+    runner = GenerationRunner(
+        settings=settings, peers=peers, store=store, client=client, jobs=jobs
+    )
+    try:
+        yield Runtime(engine, session_factory, redis, peers, store, jobs, runner)
+    finally:
+        await client.aclose()
+        await peers.close()
+        await redis.aclose()
+        await engine.dispose()

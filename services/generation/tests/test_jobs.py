@@ -1,0 +1,241 @@
+"""Asynchronous jobs, the worker, idempotent retries and the sync deadline."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+
+import httpx
+import pytest
+
+from stack import GENERATION_HTTP, ServiceSpec
+
+POLL_SECONDS = 0.2
+
+
+def wait_for_status(client, generation_id, headers, statuses, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.get(
+            f"/api/v1/images/generations/{generation_id}", headers=headers
+        )
+        assert response.status_code == 200, response.text
+        generation = response.json()["data"]
+        if generation["status"] in statuses or time.monotonic() > deadline:
+            return generation
+        time.sleep(POLL_SECONDS)
+
+
+@pytest.fixture
+def tagged_provider(new_provider, simulator_base):
+    """A healthy provider with its own simulator tag; options change its behaviour."""
+
+    def create(*options: str, **fields):
+        tag = f"jobs-{uuid.uuid4().hex[:10]}"
+        provider = new_provider(simulator_base(*options, tag=tag), **fields)
+        return provider, tag
+
+    return create
+
+
+def test_async_body_flag_returns_202_and_completes(client, new_user, tagged_provider):
+    tagged_provider()
+    user = new_user()
+    response = client.post(
+        "/api/v1/images/generations",
+        headers=user.headers,
+        json={"prompt": "an owl", "n": 2, "size": "256x256", "async": True},
+    )
+    assert response.status_code == 202, response.text
+    generation = response.json()["data"]
+    assert generation["status"] == "queued"
+    assert (
+        response.headers["location"] == f"/api/v1/images/generations/{generation['id']}"
+    )
+
+    finished = wait_for_status(
+        client, generation["id"], user.headers, {"succeeded", "failed"}
+    )
+    assert finished["status"] == "succeeded"
+    assert len(finished["images"]) == 2
+    assert finished["progress"] == 100
+
+
+def test_prefer_respond_async_returns_202(client, new_user, tagged_provider):
+    tagged_provider()
+    user = new_user()
+    response = client.post(
+        "/api/v1/images/generations",
+        headers={**user.headers, "Prefer": "respond-async"},
+        json={"prompt": "a heron", "size": "256x256"},
+    )
+    assert response.status_code == 202
+    finished = wait_for_status(
+        client, response.json()["data"]["id"], user.headers, {"succeeded", "failed"}
+    )
+    assert finished["status"] == "succeeded"
+
+
+def test_async_unknown_size_refused_at_once(client, new_user, tagged_provider):
+    tagged_provider()
+    user = new_user()
+    response = client.post(
+        "/api/v1/images/generations",
+        headers=user.headers,
+        json={"prompt": "a heron", "size": "640x480", "async": True},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "validation_error"
+
+
+def test_idempotent_retry_returns_same_generation(
+    client, new_user, tagged_provider, simulator_calls
+):
+    _, tag = tagged_provider()
+    user = new_user()
+    headers = {**user.headers, "Idempotency-Key": f"retry-{uuid.uuid4().hex}"}
+    body = {"prompt": "a lantern", "size": "256x256", "response_format": "b64_json"}
+
+    first = client.post("/api/v1/images/generations", headers=headers, json=body)
+    second = client.post("/api/v1/images/generations", headers=headers, json=body)
+    assert first.status_code == 200, first.text
+    assert second.status_code == 200, second.text
+    assert second.json()["data"]["id"] == first.json()["data"]["id"]
+    assert second.json()["data"]["images"] == first.json()["data"]["images"]
+    assert simulator_calls(tag)["count"] == 1
+
+
+def test_idempotency_key_with_other_body_is_conflict(client, new_user, tagged_provider):
+    tagged_provider()
+    user = new_user()
+    headers = {**user.headers, "Idempotency-Key": f"retry-{uuid.uuid4().hex}"}
+    first = client.post(
+        "/api/v1/images/generations",
+        headers=headers,
+        json={"prompt": "a lantern", "size": "256x256"},
+    )
+    assert first.status_code == 200
+    second = client.post(
+        "/api/v1/images/generations",
+        headers=headers,
+        json={"prompt": "a candle", "size": "256x256"},
+    )
+    assert second.status_code == 409
+    assert second.json()["error"]["type"] == "conflict"
+
+
+def test_idempotency_key_is_per_user(client, new_user, tagged_provider):
+    tagged_provider()
+    key = f"shared-{uuid.uuid4().hex}"
+    body = {"prompt": "a lantern", "size": "256x256"}
+    first_user, second_user = new_user(), new_user()
+    first = client.post(
+        "/api/v1/images/generations",
+        headers={**first_user.headers, "Idempotency-Key": key},
+        json=body,
+    )
+    second = client.post(
+        "/api/v1/images/generations",
+        headers={**second_user.headers, "Idempotency-Key": key},
+        json=body,
+    )
+    assert first.status_code == second.status_code == 200
+    assert first.json()["data"]["id"] != second.json()["data"]["id"]
+
+
+def test_openai_surface_idempotency_conflict_not_retried(
+    gateway_url, new_user, new_api_key, tagged_provider
+):
+    tagged_provider()
+    user = new_user()
+    key = new_api_key(user)
+    headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": uuid.uuid4().hex}
+    with httpx.Client(base_url=gateway_url, timeout=30) as client:
+        first = client.post(
+            "/v1/images/generations",
+            headers=headers,
+            json={"prompt": "a", "size": "256x256"},
+        )
+        second = client.post(
+            "/v1/images/generations",
+            headers=headers,
+            json={"prompt": "b", "size": "256x256"},
+        )
+    assert first.status_code == 200
+    assert second.status_code == 409
+    assert second.headers["x-should-retry"] == "false"
+    assert second.json()["error"]["type"] == "conflict"
+
+
+def test_worker_killed_mid_job_completes_once(
+    stack, client, new_user, tagged_provider, simulator_calls
+):
+    _, tag = tagged_provider("delay=2500")
+    user = new_user()
+    response = client.post(
+        "/api/v1/images/generations",
+        headers=user.headers,
+        json={"prompt": "a slow comet", "n": 2, "size": "256x256", "async": True},
+    )
+    assert response.status_code == 202
+    generation_id = response.json()["data"]["id"]
+
+    running = wait_for_status(
+        client, generation_id, user.headers, {"running"}, timeout=10
+    )
+    assert running["status"] == "running"
+    worker_pid = stack.running_pid("worker")
+    assert worker_pid is not None
+    os.kill(worker_pid, signal.SIGKILL)
+    stack.stop("worker")
+
+    worker_spec = next(s for s in stack.service_specs() if s.name == "worker")
+    stack.start(worker_spec)
+    finished = wait_for_status(
+        client, generation_id, user.headers, {"succeeded", "failed"}, timeout=30
+    )
+    assert finished["status"] == "succeeded"
+    assert len(finished["images"]) == 2
+    assert [a["outcome"] for a in finished["attempts"]] == ["success"]
+    # The killed run called the provider too; only the resumed run was recorded.
+    assert simulator_calls(tag)["count"] == 2
+
+
+def test_sync_deadline_answers_504_and_job_goes_on(stack, new_user, tagged_provider):
+    tagged_provider("delay=2500")
+    user = new_user()
+    generation = next(s for s in stack.service_specs() if s.name == "generation")
+    port = stack.profile.port(GENERATION_HTTP) + 40
+    hurried = ServiceSpec(
+        name="generation-hurried",
+        command=generation.command,
+        cwd=generation.cwd,
+        env={
+            **generation.env,
+            "HTTP_PORT": str(port),
+            "GENERATION_DEADLINE_SECONDS": "1",
+        },
+        health_url=f"http://127.0.0.1:{port}/healthz",
+        ready_url=f"http://127.0.0.1:{port}/readyz",
+    )
+    stack.start(hurried)
+    try:
+        stack.wait_healthy(hurried)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as direct:
+            response = direct.post(
+                "/api/v1/images/generations",
+                headers=user.headers,
+                json={"prompt": "a slow tide", "size": "256x256"},
+            )
+            assert response.status_code == 504, response.text
+            error = response.json()["error"]
+            assert error["type"] == "timeout"
+            generation_id = error["details"]["generationId"]
+            finished = wait_for_status(
+                direct, generation_id, user.headers, {"succeeded", "failed"}, timeout=15
+            )
+        assert finished["status"] == "succeeded"
+    finally:
+        stack.stop("generation-hurried")
