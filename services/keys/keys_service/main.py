@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import structlog
 from fastapi import FastAPI
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
 from imagerouter.v1 import keys_pb2, keys_pb2_grpc
 from keys_service.grpc_server import KeyService
+from keys_service.last_used import LastUsedRecorder
 from keys_service.models import SCHEMA
 from keys_service.routes import keys
 from keys_service.settings import Settings, get_settings
+from keys_service.versions import KeyVersions
 from router_common.app import (
     create_redis,
     create_service_app,
@@ -41,10 +46,22 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.session_factory = create_session_factory(app.state.engine)
     app.state.redis = create_redis(settings.redis_url)
 
-    server, health = create_server(settings.internal_service_token)
-    keys_pb2_grpc.add_KeyServiceServicer_to_server(
-        KeyService(app.state.session_factory, settings.api_key_pepper), server
+    app.state.key_versions = KeyVersions(app.state.redis)
+    app.state.last_used = LastUsedRecorder(app.state.redis)
+    flusher = asyncio.create_task(
+        app.state.last_used.run(
+            app.state.session_factory, settings.last_used_flush_seconds
+        )
     )
+
+    server, health = create_server(settings.internal_service_token)
+    service = KeyService(
+        app.state.session_factory,
+        settings.api_key_pepper,
+        app.state.key_versions,
+        app.state.last_used,
+    )
+    keys_pb2_grpc.add_KeyServiceServicer_to_server(service, server)
     server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
     await server.start()
     await mark_serving(health, [GRPC_SERVICE_NAME])
@@ -55,8 +72,20 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("service_stopping")
         await mark_not_serving(health, [GRPC_SERVICE_NAME])
         await server.stop(settings.shutdown_grace_seconds)
+        flusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flusher
+        await _flush_last_used(app)
         await app.state.redis.aclose()
         await app.state.engine.dispose()
+
+
+async def _flush_last_used(app: FastAPI) -> None:
+    """Write the last-use times still in Redis before the process exits."""
+    try:
+        await app.state.last_used.flush(app.state.session_factory)
+    except (RedisError, SQLAlchemyError) as error:
+        log.error("last_used_flush_failed", error=str(error))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
