@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import structlog
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service import repository
 from auth_service.models import SCHEMA
 from auth_service.passwords import Passwords
-from auth_service.routes import users
+from auth_service.routes import profile, users
 from auth_service.settings import Settings, get_settings
 from router_common.app import (
     create_redis,
@@ -22,20 +27,30 @@ from router_common.app import (
     redis_check,
 )
 from router_common.db import create_engine, create_session_factory, upgrade_to_head
+from router_common.errors import ServiceUnavailableError
 from router_common.logging import configure_logging
+from router_common.tokens import raise_token_version
 
 SERVICE_DIR = Path(__file__).resolve().parent.parent
 log = structlog.get_logger(__name__)
 
 
-async def ensure_admin(app: FastAPI, email: str, password: str) -> None:
-    """Create the admin account from the settings unless it exists already."""
+class AdminOutcome(enum.Enum):
+    CREATED = "created"
+    ALREADY_ADMIN = "already_admin"
+    # A plain user owns the email, and it stays a plain user.
+    TAKEN_BY_USER = "taken_by_user"
+
+
+async def ensure_admin(app: FastAPI, email: str, password: str) -> AdminOutcome:
+    """Create an admin account with `email` unless that email has an account."""
     async with app.state.session_factory() as session:
         existing = await repository.get_by_email(session, email)
         if existing is not None:
             if existing.role != "admin":
                 log.warning("admin_email_taken_by_user", user_id=str(existing.id))
-            return
+                return AdminOutcome.TAKEN_BY_USER
+            return AdminOutcome.ALREADY_ADMIN
         password_hash = await app.state.passwords.hash(password)
         user = await repository.create_user(
             session,
@@ -45,6 +60,25 @@ async def ensure_admin(app: FastAPI, email: str, password: str) -> None:
             role="admin",
         )
         log.info("admin_created", user_id=str(user.id))
+        return AdminOutcome.CREATED
+
+
+async def restore_token_versions(session: AsyncSession, redis: Redis) -> int:
+    """Copy every revoked account's token version from Postgres into Redis.
+
+    Protects against a Redis that lost its data: without this, tokens revoked
+    by logout or password change would pass again. Returns the accounts seen.
+    """
+    restored = 0
+    async for batch in repository.revoked_token_versions(session):
+        await asyncio.gather(
+            *(
+                raise_token_version(redis, str(user_id), version)
+                for user_id, version in batch
+            )
+        )
+        restored += len(batch)
+    return restored
 
 
 @asynccontextmanager
@@ -60,6 +94,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.passwords = Passwords(settings)
     if settings.admin_email and settings.admin_password:
         await ensure_admin(app, settings.admin_email.lower(), settings.admin_password)
+    async with app.state.session_factory() as session:
+        try:
+            restored = await restore_token_versions(session, app.state.redis)
+        except ServiceUnavailableError as error:
+            # Each login raises its account's version again; /readyz reports Redis.
+            log.error("token_versions_not_restored", error=error.message)
+        else:
+            log.info("token_versions_restored", accounts=restored)
     log.info("service_started", port=settings.http_port)
     try:
         yield
@@ -74,7 +116,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure_logging("auth", settings.log_level)
     app = create_service_app(
         title="Image Router auth service",
-        description="Users, passwords and JWTs.",
+        description=(
+            "Users, passwords and JWTs. Every response uses the envelope "
+            '`{"success": true, "data": ...}` or `{"success": false, "error": '
+            '{"type", "message", "details"}}`.'
+        ),
         lifespan=lifespan,
         readiness_checks=lambda app: {
             "database": database_check(app.state.engine),
@@ -83,4 +129,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.include_router(users.router)
+    app.include_router(profile.router)
+    app.openapi = lambda: _openapi_without_422(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi_without_422(app: FastAPI) -> dict[str, Any]:
+    # FastAPI documents a 422 for every body, but invalid bodies get 400 in the
+    # router's envelope (documented per route), so the 422 entries are dropped.
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        for path in schema["paths"].values():
+            for operation in path.values():
+                operation.get("responses", {}).pop("422", None)
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(name, None)
+        app.openapi_schema = schema
+    return app.openapi_schema

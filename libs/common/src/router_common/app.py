@@ -91,8 +91,14 @@ def create_redis(url: str) -> Redis:
     )
 
 
-def serve(app: FastAPI, settings: ServiceSettings) -> None:
-    """Run `app` under uvicorn with the router's logging and graceful shutdown."""
+def serve(
+    app: FastAPI, settings: ServiceSettings, *, proxy_headers: bool = True
+) -> None:
+    """Run `app` under uvicorn with the router's logging and graceful shutdown.
+
+    With `proxy_headers` false, uvicorn leaves the request's client address as
+    the TCP peer instead of taking it from X-Forwarded-For.
+    """
     import uvicorn
 
     uvicorn.run(
@@ -101,4 +107,5 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
         port=settings.http_port,
         log_config=None,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        proxy_headers=proxy_headers,
     )

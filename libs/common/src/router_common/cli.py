@@ -25,6 +25,7 @@ def run_service_cli(
     service_dir: Path,
     schema: str,
     extra_commands: dict[str, tuple[str, ExtraCommand]] | None = None,
+    proxy_headers: bool = True,
 ) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m {service}_service")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -36,7 +37,7 @@ def run_service_cli(
 
     args = parser.parse_args()
     if args.command == "serve":
-        serve(create_app(), get_settings())
+        serve(create_app(), get_settings(), proxy_headers=proxy_headers)
         return 0
     if args.command == "migrate":
         settings = get_settings()

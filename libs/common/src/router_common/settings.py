@@ -49,12 +49,14 @@ class ServiceSettings(BaseSettings):
             value = getattr(self, name)
             if value.lower() in PLACEHOLDER_SECRETS:
                 raise ValueError(
-                    f"{name.upper()} is a placeholder; set a random secret of at "
-                    f"least {MIN_PRODUCTION_SECRET_BYTES} bytes in production"
+                    f"{name.upper()} is a placeholder that anyone can look up; set "
+                    f"a random secret of at least {MIN_PRODUCTION_SECRET_BYTES} "
+                    "bytes in production"
                 )
             if len(value.encode()) < MIN_PRODUCTION_SECRET_BYTES:
                 raise ValueError(
                     f"{name.upper()} is {len(value.encode())} bytes; production "
-                    f"needs at least {MIN_PRODUCTION_SECRET_BYTES}"
+                    f"needs at least {MIN_PRODUCTION_SECRET_BYTES} random bytes, "
+                    "so that the secret cannot be guessed by brute force"
                 )
         return self

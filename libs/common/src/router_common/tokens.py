@@ -90,6 +90,56 @@ async def current_token_version(redis: Redis, user_id: str) -> int:
     return int(value) if value is not None else 0
 
 
+# Raise the stored version to at least ARGV[1] and return the stored version.
+_RAISE_VERSION_SCRIPT = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local floor = tonumber(ARGV[1])
+if floor > current then
+    redis.call('SET', KEYS[1], floor)
+    return floor
+end
+return current
+"""
+
+# Set the version to one above the larger of the stored version and ARGV[1].
+_BUMP_VERSION_SCRIPT = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local next_version = math.max(current, tonumber(ARGV[1])) + 1
+redis.call('SET', KEYS[1], next_version)
+return next_version
+"""
+
+
+async def raise_token_version(redis: Redis, user_id: str, at_least: int) -> int:
+    """Raise the user's stored token version to at least `at_least`.
+
+    Returns the version now stored, which new tokens must carry. The issuer
+    calls this with the version it keeps in its database, so a Redis that lost
+    its data cannot bring revoked tokens back.
+    """
+    return await _run_version_script(redis, _RAISE_VERSION_SCRIPT, user_id, at_least)
+
+
+async def bump_token_version(redis: Redis, user_id: str, at_least: int = 0) -> int:
+    """Revoke every token of the user issued so far and return the new version.
+
+    The new version is one above both the stored version and `at_least`.
+    """
+    return await _run_version_script(redis, _BUMP_VERSION_SCRIPT, user_id, at_least)
+
+
+async def _run_version_script(
+    redis: Redis, script: str, user_id: str, argument: int
+) -> int:
+    try:
+        result = await redis.eval(script, 1, token_version_key(user_id), argument)
+    except RedisError as error:
+        raise ServiceUnavailableError(
+            "Token store is unavailable; retry shortly", headers={"Retry-After": "5"}
+        ) from error
+    return int(result)
+
+
 async def verify_token(token: str, secret: str, redis: Redis) -> TokenClaims:
     """Decode `token` and reject it when its version has been revoked."""
     claims = decode_token(token, secret)
