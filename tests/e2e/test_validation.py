@@ -128,7 +128,8 @@ def test_api_key_cannot_create_provider(client, guarded, simulator_base):
         headers={"Authorization": f"Bearer {guarded['key']}"},
         json={"name": "x", "type": "openai"},
     )
-    assert response.status_code == 401
+    assert response.status_code == 403
+    assert response.json()["error"]["type"] == "permission_error"
 
 
 def test_unknown_route_uses_envelope(client):

@@ -85,6 +85,21 @@ class Peers:
     async def providers_ready(self) -> bool:
         return await check_peer_health(self.providers_channel)
 
+    async def acquire_slot(self, provider_id: str) -> providers_pb2.AcquireSlotResponse:
+        """Ask the registry for one call slot of a provider, right before the call."""
+        return await self._registry.AcquireSlot(
+            providers_pb2.AcquireSlotRequest(provider_id=provider_id),
+            metadata=call_metadata(self._token),
+            timeout=self._timeout,
+        )
+
+    async def list_catalogue(self) -> providers_pb2.ListCatalogueResponse:
+        return await self._registry.ListCatalogue(
+            providers_pb2.ListCatalogueRequest(),
+            metadata=call_metadata(self._token),
+            timeout=self._timeout,
+        )
+
 
 def target_from_message(message: providers_pb2.Provider) -> ProviderTarget:
     return ProviderTarget(

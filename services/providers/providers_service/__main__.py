@@ -1,7 +1,8 @@
-"""Command line of the providers service: `serve` and `migrate`."""
+"""Command line of the providers service: `serve`, `migrate`, `rotate-secrets`."""
 
 import sys
 
+from providers_service import rotation
 from providers_service.main import SERVICE_DIR, create_app
 from providers_service.models import SCHEMA
 from providers_service.settings import get_settings
@@ -15,5 +16,12 @@ if __name__ == "__main__":
             get_settings=get_settings,
             service_dir=SERVICE_DIR,
             schema=SCHEMA,
+            extra_commands={
+                "rotate-secrets": (
+                    "re-encrypt every provider API key with the first key of "
+                    "PROVIDER_SECRET_KEYS",
+                    rotation.add_command,
+                )
+            },
         )
     )

@@ -1,19 +1,27 @@
-"""The gRPC ProviderRegistry: provider selection and outcome reports."""
+"""The gRPC ProviderRegistry: selection, outcome reports, call slots, catalogue.
+
+Every RPC reads the providers table afresh, so an edit or a status change made
+through any replica applies to the next call. Status codes: INVALID_ARGUMENT
+for a malformed request, NOT_FOUND for an unknown provider id, UNAVAILABLE
+when Postgres or Redis cannot be reached.
+"""
 
 from __future__ import annotations
 
-import time
 import uuid
+from collections.abc import Sequence
+from typing import NoReturn
 
 import grpc
 import structlog
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import select as sql_select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from imagerouter.v1 import providers_pb2, providers_pb2_grpc
-from providers_service import routing
+from providers_service import catalogue, routing
+from providers_service.health import HealthStore, ProviderState
 from providers_service.models import Provider
 from providers_service.secrets import SecretBox
 
@@ -21,40 +29,56 @@ log = structlog.get_logger(__name__)
 OUTCOMES = frozenset(
     {"success", "error", "timeout", "rate_limited", "content_policy", "invalid_request"}
 )
-
-
-def stats_key(provider_id: str) -> str:
-    return f"providers:stats:{provider_id}"
+MAX_ERROR_MESSAGE_CHARS = 500
 
 
 class ProviderRegistry(providers_pb2_grpc.ProviderRegistryServicer):
     def __init__(
-        self, session_factory: async_sessionmaker, secret_box: SecretBox, redis: Redis
+        self,
+        session_factory: async_sessionmaker,
+        secret_box: SecretBox,
+        health: HealthStore,
+        *,
+        default_strategy: str,
+        rate_limited_pause_seconds: int,
     ) -> None:
         self._session_factory = session_factory
         self._secret_box = secret_box
-        self._redis = redis
+        self._health = health
+        self._default_strategy = default_strategy
+        self._rate_limited_pause_seconds = rate_limited_pause_seconds
 
     async def SelectProviders(  # noqa: N802 - name fixed by the proto
         self,
         request: providers_pb2.SelectProvidersRequest,
         context: grpc.aio.ServicerContext,
     ) -> providers_pb2.SelectProvidersResponse:
-        if request.routing and request.routing not in routing.ROUTING_STRATEGIES:
+        strategy = request.routing or self._default_strategy
+        if strategy not in routing.ROUTING_STRATEGIES:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"unknown routing strategy {request.routing!r}",
+                f"unknown routing strategy {request.routing!r}; expected one of "
+                + ", ".join(routing.ROUTING_STRATEGIES),
             )
-        async with self._session_factory() as session:
-            providers = list(await session.scalars(sql_select(Provider)))
+        try:
+            providers, states = await self._load_with_states(context)
+            rotation = 0
+            if strategy == "round_robin":
+                rotation = await self._health.next_rotation()
+        except RedisError as error:
+            await _abort_unavailable(context, "health store", error)
+
         selection = routing.select(
             providers,
+            states,
             size=request.size,
             model=request.model,
             name=request.provider_name,
+            strategy=strategy,
+            rotation=rotation,
         )
         return providers_pb2.SelectProvidersResponse(
-            providers=[self._to_message(p) for p in selection.candidates],
+            providers=self._messages(selection.candidates),
             available_sizes=selection.available_sizes,
             unavailable_count=selection.unavailable_count,
         )
@@ -66,52 +90,153 @@ class ProviderRegistry(providers_pb2_grpc.ProviderRegistryServicer):
     ) -> providers_pb2.ReportOutcomeResponse:
         if request.outcome not in OUTCOMES:
             await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"unknown outcome {request.outcome!r}"
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"unknown outcome {request.outcome!r}; expected one of "
+                + ", ".join(sorted(OUTCOMES)),
             )
-        try:
-            uuid.UUID(request.provider_id)
-        except ValueError:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "provider_id is not a UUID"
-            )
+        await _require_uuid(request.provider_id, context)
 
-        key = stats_key(request.provider_id)
-        fields: dict[str, str | int] = {}
-        if request.outcome != "success":
-            fields = {
-                "last_error_type": request.error_type or request.outcome,
-                "last_error_message": request.error_message[:500],
-                "last_error_at": int(time.time()),
-            }
+        pause_seconds = request.retry_after_seconds
+        if pause_seconds <= 0:
+            pause_seconds = self._rate_limited_pause_seconds
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hincrby(key, f"outcome:{request.outcome}", 1)
-                if fields:
-                    pipe.hset(key, mapping=fields)
-                await pipe.execute()
-        except RedisError as error:
-            await context.abort(
-                grpc.StatusCode.UNAVAILABLE, f"statistics store: {error}"
+            circuit = await self._health.record_outcome(
+                request.provider_id,
+                outcome=request.outcome,
+                latency_ms=request.latency_ms,
+                error_type=request.error_type or request.outcome,
+                error_message=request.error_message[:MAX_ERROR_MESSAGE_CHARS],
+                pause_seconds=pause_seconds,
             )
+        except RedisError as error:
+            await _abort_unavailable(context, "health store", error)
         log.info(
             "provider_outcome",
             provider_id=request.provider_id,
             outcome=request.outcome,
             latency_ms=request.latency_ms,
+            circuit=circuit,
         )
         return providers_pb2.ReportOutcomeResponse()
 
-    def _to_message(self, provider: Provider) -> providers_pb2.Provider:
-        return providers_pb2.Provider(
-            id=str(provider.id),
-            name=provider.name,
-            type=provider.type,
-            base_url=provider.base_url,
-            api_key=self._secret_box.decrypt(provider.api_key_encrypted),
-            priority=provider.priority,
-            cost_per_image=format(provider.cost_per_image.normalize(), "f"),
-            max_images_per_request=provider.max_images_per_request,
-            timeout_ms=provider.timeout_ms,
-            models=list(provider.models),
-            supported_sizes=list(provider.supported_sizes),
+    async def AcquireSlot(  # noqa: N802 - name fixed by the proto
+        self,
+        request: providers_pb2.AcquireSlotRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> providers_pb2.AcquireSlotResponse:
+        provider_id = await _require_uuid(request.provider_id, context)
+        try:
+            async with self._session_factory() as session:
+                provider = await session.get(Provider, provider_id)
+        except DBAPIError as error:
+            await _abort_unavailable(context, "database", error)
+        if provider is None:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"no provider with id {provider_id}"
+            )
+        if provider.status != "active":
+            return providers_pb2.AcquireSlotResponse(granted=False, reason="inactive")
+
+        try:
+            decision = await self._health.acquire_slot(
+                str(provider.id), provider.rate_limit
+            )
+        except RedisError as error:
+            await _abort_unavailable(context, "health store", error)
+        if not decision.granted:
+            log.info(
+                "provider_slot_refused",
+                provider_id=str(provider.id),
+                reason=decision.reason,
+                retry_after_ms=decision.retry_after_ms,
+            )
+        return providers_pb2.AcquireSlotResponse(
+            granted=decision.granted,
+            reason=decision.reason,
+            retry_after_ms=decision.retry_after_ms,
         )
+
+    async def ListCatalogue(  # noqa: N802 - name fixed by the proto
+        self,
+        request: providers_pb2.ListCatalogueRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> providers_pb2.ListCatalogueResponse:
+        try:
+            providers, states = await self._load_with_states(context)
+        except RedisError as error:
+            await _abort_unavailable(context, "health store", error)
+        available = [p for p in providers if routing.is_available(p, states[str(p.id)])]
+        listing = catalogue.build(available)
+        return providers_pb2.ListCatalogueResponse(
+            models=[
+                providers_pb2.CatalogueModel(
+                    id=model.id, sizes=model.sizes, created=model.created
+                )
+                for model in listing.models
+            ],
+            sizes=listing.sizes,
+        )
+
+    async def _load_with_states(
+        self, context: grpc.aio.ServicerContext
+    ) -> tuple[list[Provider], dict[str, ProviderState]]:
+        try:
+            async with self._session_factory() as session:
+                providers = list(await session.scalars(sql_select(Provider)))
+        except DBAPIError as error:
+            await _abort_unavailable(context, "database", error)
+        states = await self._health.read_states([str(p.id) for p in providers])
+        return providers, states
+
+    def _messages(self, providers: Sequence[Provider]) -> list[providers_pb2.Provider]:
+        messages = []
+        for provider in providers:
+            try:
+                api_key = self._secret_box.decrypt(provider.api_key_encrypted)
+            except ValueError as error:
+                # Skipped rather than failing the whole selection.
+                log.error(
+                    "provider_secret_unreadable",
+                    provider_id=str(provider.id),
+                    error=str(error),
+                )
+                continue
+            messages.append(_to_message(provider, api_key))
+        return messages
+
+
+def _to_message(provider: Provider, api_key: str) -> providers_pb2.Provider:
+    return providers_pb2.Provider(
+        id=str(provider.id),
+        name=provider.name,
+        type=provider.type,
+        base_url=provider.base_url,
+        api_key=api_key,
+        priority=provider.priority,
+        cost_per_image=format(provider.cost_per_image.normalize(), "f"),
+        max_images_per_request=provider.max_images_per_request,
+        timeout_ms=provider.timeout_ms,
+        models=list(provider.models),
+        supported_sizes=list(provider.supported_sizes),
+    )
+
+
+async def _require_uuid(value: str, context: grpc.aio.ServicerContext) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"provider_id {value[:64]!r} is not a UUID",
+        )
+        raise AssertionError("context.abort returned") from None
+
+
+async def _abort_unavailable(
+    context: grpc.aio.ServicerContext, store: str, error: Exception
+) -> NoReturn:
+    log.warning("registry_store_unavailable", store=store, error=type(error).__name__)
+    await context.abort(
+        grpc.StatusCode.UNAVAILABLE, f"{store} unavailable; retry shortly"
+    )
+    raise AssertionError("context.abort returned")

@@ -12,7 +12,9 @@ from fastapi import FastAPI
 
 from imagerouter.v1 import providers_pb2, providers_pb2_grpc
 from providers_service.grpc_server import ProviderRegistry
+from providers_service.health import BreakerSettings, HealthStore
 from providers_service.models import SCHEMA
+from providers_service.paths import NormalizePathMiddleware
 from providers_service.routes import providers
 from providers_service.schemas import set_url_allowlist
 from providers_service.secrets import SecretBox
@@ -46,12 +48,25 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.session_factory = create_session_factory(app.state.engine)
     app.state.redis = create_redis(settings.redis_url)
     app.state.secret_box = SecretBox(settings.provider_secret_keys)
+    app.state.health = HealthStore(
+        app.state.redis,
+        BreakerSettings(
+            failure_threshold=settings.circuit_failure_threshold,
+            cooldown_ms=int(settings.circuit_cooldown_seconds * 1000),
+            trial_ms=int(settings.circuit_trial_seconds * 1000),
+        ),
+        recent_window=settings.health_window_attempts,
+    )
     set_url_allowlist(Allowlist.parse(settings.provider_url_allowlist))
 
     server, health = create_server(settings.internal_service_token)
     providers_pb2_grpc.add_ProviderRegistryServicer_to_server(
         ProviderRegistry(
-            app.state.session_factory, app.state.secret_box, app.state.redis
+            app.state.session_factory,
+            app.state.secret_box,
+            app.state.health,
+            default_strategy=settings.routing_strategy,
+            rate_limited_pause_seconds=settings.rate_limited_pause_seconds,
         ),
         server,
     )
@@ -83,4 +98,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.include_router(providers.router)
+    # Added last, so it runs first and every later step gets the normalised path.
+    app.add_middleware(NormalizePathMiddleware)
     return app

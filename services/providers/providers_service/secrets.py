@@ -39,7 +39,13 @@ class SecretBox:
             ) from error
 
     def rotate(self, token: bytes) -> bytes:
-        return self._fernet.rotate(token)
+        """Re-encrypt a token with the first key; raise ValueError if unreadable."""
+        try:
+            return self._fernet.rotate(token)
+        except InvalidToken as error:
+            raise ValueError(
+                "provider secret cannot be decrypted with PROVIDER_SECRET_KEYS"
+            ) from error
 
 
 def mask_secret(secret: str) -> str:

@@ -1,11 +1,13 @@
 """Refuse provider URLs that point inside the network (SSRF protection).
 
-A base URL is checked when a provider is saved (`check_url`) and, because a host
-name may resolve differently later, again at every call after resolution
+A base URL is checked when a provider is saved (`check_url`, then
+`check_resolved_host` when its host name resolves) and, because a host name may
+resolve differently later, again at every call after resolution
 (`check_resolved_host`). Internal addresses are loopback, private ranges,
 link-local (including the cloud metadata address 169.254.169.254), CGNAT,
-multicast, reserved and unspecified ones, their IPv6 forms and IPv4-mapped IPv6
-forms, and numeric spellings that the C resolver accepts (`2130706433`,
+multicast, reserved and unspecified ones, their IPv6 forms, IPv6 forms that
+embed an IPv4 address (mapped, compatible, 6to4, Teredo, NAT64), and numeric
+spellings that the C resolver accepts (`2130706433`,
 `0x7f000001`, `0177.0.0.1`, `127.1`). An allowlist entry (`host` or
 `host:port`) admits an address anyway, for local simulators and demos.
 """
@@ -34,8 +36,25 @@ INTERNAL_HOST_NAMES = frozenset(
 INTERNAL_HOST_SUFFIXES = (".localhost", ".internal", ".local")
 
 
+# IPv6 prefixes whose last 32 bits are an IPv4 address: IPv4-compatible
+# (RFC 4291, deprecated), NAT64 well-known (RFC 6052) and local-use NAT64
+# (RFC 8215). Python 3.11 counts the last two as global.
+_IPV4_EMBEDDING_NETWORKS = (
+    ipaddress.IPv6Network("::/96"),
+    ipaddress.IPv6Network("64:ff9b::/96"),
+    ipaddress.IPv6Network("64:ff9b:1::/48"),
+)
+# Characters a host name may contain once lowercased; anything else (percent
+# escapes, non-ASCII dots, spaces) could be read differently by the HTTP client.
+_HOST_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-_")
+
+
 class UnsafeUrlError(ValueError):
     """The URL is malformed or points at an address that is not allowed."""
+
+
+class UnresolvableHostError(UnsafeUrlError):
+    """The host name has no address right now (no DNS, or no such name)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +116,25 @@ def _is_number(part: str) -> bool:
 
 def is_internal_address(address: IPAddress) -> bool:
     if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour
-        if embedded is None and address.teredo:
-            embedded = address.teredo[1]
+        embedded = _embedded_ipv4(address)
         if embedded is not None:
             return is_internal_address(embedded)
     return not address.is_global or address.is_multicast
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    # `::` and `::1` are IPv6's own unspecified and loopback addresses.
+    if int(address) <= 1:
+        return None
+    if any(address in network for network in _IPV4_EMBEDDING_NETWORKS):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
 
 
 def default_port(scheme: str) -> int:
@@ -112,8 +144,8 @@ def default_port(scheme: str) -> int:
 def check_url(url: str, allowlist: Allowlist) -> None:
     """Check a URL before it is stored; raise `UnsafeUrlError` with the reason.
 
-    A host name that is not an address literal passes here and is checked
-    after resolution, when it is called.
+    A host name that is not an address literal passes here unless it is a
+    well-known internal name; `check_resolved_host` checks its addresses.
     """
     try:
         parts = urlsplit(url)
@@ -132,14 +164,23 @@ def check_url(url: str, allowlist: Allowlist) -> None:
     if allowlist.admits(host, port):
         return
     address = parse_ip_literal(host)
-    if address is not None and is_internal_address(address):
-        raise UnsafeUrlError(f"points at an internal address ({address})")
+    if address is not None:
+        if is_internal_address(address):
+            raise UnsafeUrlError(f"points at an internal address ({address})")
+        return
+    if not set(host) <= _HOST_NAME_CHARACTERS:
+        raise UnsafeUrlError(
+            f"host {host!r} contains characters outside a-z, 0-9, '.', '-' and '_'"
+        )
     if host in INTERNAL_HOST_NAMES or host.endswith(INTERNAL_HOST_SUFFIXES):
         raise UnsafeUrlError(f"points at an internal host name ({host})")
 
 
 async def check_resolved_host(host: str, port: int, allowlist: Allowlist) -> None:
-    """Resolve `host` and raise `UnsafeUrlError` when any address is internal."""
+    """Resolve `host` and raise `UnsafeUrlError` when any address is internal.
+
+    Raises `UnresolvableHostError` when the name has no address.
+    """
     if allowlist.admits(host, port):
         return
     literal = parse_ip_literal(host)
@@ -149,11 +190,14 @@ async def check_resolved_host(host: str, port: int, allowlist: Allowlist) -> Non
         loop = asyncio.get_running_loop()
         try:
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except socket.gaierror as error:
-            raise UnsafeUrlError(
+        except (socket.gaierror, UnicodeError) as error:
+            raise UnresolvableHostError(
                 f"host name {host} cannot be resolved: {error}"
             ) from None
-        addresses = {ipaddress.ip_address(info[4][0]) for info in infos}
+        # An IPv6 link-local result carries its zone (`fe80::1%eth0`).
+        addresses = {
+            ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos
+        }
     for address in addresses:
         if is_internal_address(address) and not allowlist.admits(str(address), port):
             raise UnsafeUrlError(

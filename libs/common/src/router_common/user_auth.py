@@ -43,9 +43,26 @@ async def require_user_token(request: Request) -> TokenClaims:
     return claims
 
 
-async def require_admin_token(
-    claims: Annotated[TokenClaims, Depends(require_user_token)],
-) -> TokenClaims:
+def _presents_api_key(request: Request) -> bool:
+    if request.headers.get("x-api-key"):
+        return True
+    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+    credential = credential.strip()
+    return (
+        scheme.lower() == "bearer"
+        and bool(credential)
+        and not looks_like_jwt(credential)
+    )
+
+
+async def require_admin_token(request: Request) -> TokenClaims:
+    """Authenticate an admin by JWT. An API key, even an admin's, is 403: admin
+    routes are never open to keys, whoever owns them."""
+    if _presents_api_key(request):
+        raise PermissionDeniedError(
+            "This route is for admins with a user token; API keys are not accepted"
+        )
+    claims = await require_user_token(request)
     if claims.role != ADMIN_ROLE:
         raise PermissionDeniedError("This route is for admins only")
     return claims
