@@ -87,6 +87,7 @@ class JobStore:
         api_key_id: str | None,
         run_here: bool,
         idempotency_key: str | None = None,
+        quota: dict[str, Any] | None = None,
     ) -> tuple[Generation, bool]:
         """Insert a job, running under this process's lease or queued for a worker.
 
@@ -112,6 +113,8 @@ class JobStore:
                 "provider": body.provider,
                 "routing": body.routing,
                 "user": body.user,
+                # What the request took from the quotas, given back on failure.
+                "quota": quota,
             },
             cost=Decimal(0),
             run_count=1 if run_here else 0,
@@ -159,11 +162,20 @@ class JobStore:
         existing = await session.get(IdempotencyKey, (generation.user_id, key))
         assert existing is not None
         if existing.request_hash != digest:
-            raise ConflictError(
-                "This Idempotency-Key was used with a different request body",
-                code="idempotency_key_reused",
-            )
+            raise _key_reused()
         return existing.generation_id
+
+    async def find_by_idempotency_key(
+        self, user_id: str, key: str, body: GenerationRequest
+    ) -> Generation | None:
+        """The job an earlier request with this key made; 409 for another body."""
+        async with self.session_factory() as session:
+            bound = await session.get(IdempotencyKey, (uuid.UUID(user_id), key))
+        if bound is None:
+            return None
+        if bound.request_hash != request_hash(body):
+            raise _key_reused()
+        return await self.load(bound.generation_id)
 
     async def load(self, generation_id: uuid.UUID) -> Generation:
         async with self.session_factory() as session:
@@ -295,6 +307,13 @@ class JobStore:
                 )
             )
             await session.commit()
+
+
+def _key_reused() -> ConflictError:
+    return ConflictError(
+        "This Idempotency-Key was used with a different request body",
+        code="idempotency_key_reused",
+    )
 
 
 def _apply_result(generation: Generation, result: StoredResult) -> None:

@@ -11,7 +11,7 @@ import structlog
 from fastapi import FastAPI
 
 from generation_service.models import SCHEMA
-from generation_service.routes import images, openai_compat
+from generation_service.routes import catalogue, images, openai_compat
 from generation_service.runtime import open_runtime
 from generation_service.settings import Settings, get_settings
 from router_common.app import create_service_app, database_check, redis_check
@@ -37,6 +37,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.peers = runtime.peers
         app.state.store = runtime.store
         app.state.runner = runtime.runner
+        app.state.limiter = runtime.limiter
         # Jobs still running after their client has been answered (past a deadline).
         app.state.jobs = set()
         log.info("service_started", port=settings.http_port)
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         },
     )
     app.state.settings = settings
+    app.include_router(catalogue.router)
     app.include_router(images.router)
     app.include_router(openai_compat.router)
     return app

@@ -89,6 +89,8 @@ class Attempt(Base):
     status_code: Mapped[int | None] = mapped_column(Integer)
     latency_ms: Mapped[int] = mapped_column(Integer)
     images_requested: Mapped[int] = mapped_column(Integer)
+    # What the adapter noted about the call, e.g. the aspect ratio a size mapped to.
+    notes: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )

@@ -21,7 +21,7 @@ import grpc
 import httpx
 import structlog
 
-from generation_service.adapters import adapter_for
+from generation_service.adapters import adapter_for, max_images_per_call
 from generation_service.adapters.base import (
     ProviderCall,
     ProviderFailure,
@@ -178,7 +178,8 @@ class GenerationRunner:
     ) -> None:
         remaining = generation.n
         for target in candidates:
-            parts = split_count(remaining, target.max_images_per_request)
+            per_call = max_images_per_call(target, generation.model)
+            parts = split_count(remaining, per_call)
             # Every part finishes (and is recorded) before a refusal ends the run.
             results = await asyncio.gather(
                 *(self._attempt(generation, target, count, state) for count in parts),
@@ -230,13 +231,16 @@ class GenerationRunner:
         started = time.perf_counter()
         failure: ProviderFailure | None = None
         produced: list[ProducedImage] = []
+        notes: dict[str, str] = {}
         try:
-            produced = await self._call_provider(target, call)
+            produced, notes = await self._call_provider(target, call, generation.id)
         except ProviderFailure as raised:
             failure = raised
         latency_ms = int((time.perf_counter() - started) * 1000)
 
-        self._record_attempt(generation, target, count, failure, latency_ms, state)
+        self._record_attempt(
+            generation, target, count, failure, latency_ms, state, notes
+        )
         if failure is None:
             state.images.extend(produced)
             return len(produced)
@@ -253,8 +257,10 @@ class GenerationRunner:
         return 0
 
     async def _call_provider(
-        self, target: ProviderTarget, call: ProviderCall
-    ) -> list[ProducedImage]:
+        self, target: ProviderTarget, call: ProviderCall, generation_id: uuid.UUID
+    ) -> tuple[list[ProducedImage], dict[str, str]]:
+        """Call one provider and store what it returned; return the images and
+        the adapter's notes on the call (such as a size mapping)."""
         adapter = adapter_for(target.type)
         if adapter is None:
             raise ProviderFailure(
@@ -268,9 +274,49 @@ class GenerationRunner:
         except UnsafeUrlError as error:
             raise ProviderFailure("error", f"base URL refused: {error}") from None
 
+        # The registry counts the call against the provider's rateLimit and
+        # claims a half-open circuit's single trial. A rejected slot moves on
+        # to the next candidate, and its report pauses this one until a slot
+        # frees up.
+        try:
+            slot = await self.peers.acquire_slot(target.id)
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                raise ProviderFailure("error", "provider was deleted") from None
+            raise ProviderFailure(
+                "error", f"no call slot: registry failed with {error.code().name}"
+            ) from None
+        if not slot.granted:
+            raise ProviderFailure(
+                "rate_limited",
+                f"skipped without a call: {slot.reason or 'no slot free'}",
+                retry_after_seconds=-(-slot.retry_after_ms // 1000),
+            )
+
         timeout = target.timeout_ms / 1000
-        result = await adapter.generate(self.client, target, call, timeout)
-        return [await self._store(image, target, timeout) for image in result.images]
+
+        async def fetch_image(url: str) -> bytes:
+            return await fetch_provider_image(
+                self.client,
+                url,
+                allowlist=self.allowlist,
+                max_bytes=self.settings.max_provider_image_bytes,
+                timeout=timeout,
+            )
+
+        async def on_progress(percent: int) -> None:
+            await self.jobs.set_progress(generation_id, percent)
+
+        result = await adapter.generate(
+            self.client,
+            target,
+            call,
+            timeout,
+            fetch_image=fetch_image,
+            on_progress=on_progress,
+        )
+        images = [await self._store(image, target, timeout) for image in result.images]
+        return images, result.notes
 
     async def _store(
         self, image: ProviderImage, target: ProviderTarget, timeout: float
@@ -300,6 +346,7 @@ class GenerationRunner:
         failure: ProviderFailure | None,
         latency_ms: int,
         state: RunState,
+        notes: dict[str, str] | None = None,
     ) -> None:
         outcome = failure.outcome if failure else "success"
         state.attempts.append(
@@ -314,6 +361,7 @@ class GenerationRunner:
                 status_code=failure.status_code if failure else 200,
                 latency_ms=latency_ms,
                 images_requested=count,
+                notes=notes or None,
                 created_at=datetime.now(UTC),
             )
         )

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from generation_service.jobs import JobStore
+from generation_service.limits import Limiter
 from generation_service.peers import Peers
 from generation_service.runner import GenerationRunner
 from generation_service.settings import Settings
@@ -30,6 +31,7 @@ class Runtime:
     store: ImageStore
     jobs: JobStore
     runner: GenerationRunner
+    limiter: Limiter
 
 
 @asynccontextmanager
@@ -54,7 +56,16 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         settings=settings, peers=peers, store=store, client=client, jobs=jobs
     )
     try:
-        yield Runtime(engine, session_factory, redis, peers, store, jobs, runner)
+        yield Runtime(
+            engine,
+            session_factory,
+            redis,
+            peers,
+            store,
+            jobs,
+            runner,
+            Limiter(redis, settings),
+        )
     finally:
         await client.aclose()
         await peers.close()

@@ -71,6 +71,7 @@ class AttemptOut(ResponseModel):
     outcome: str
     error_type: str | None
     latency_ms: int
+    notes: dict[str, str] | None = None
 
 
 class GenerationOut(ResponseModel):

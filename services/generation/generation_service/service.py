@@ -10,10 +10,13 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from generation_service.adapters import check_model_rules
+from generation_service.adapters.base import ProviderTarget
 from generation_service.auth import Principal
 from generation_service.jobs import JobStore
+from generation_service.limits import Limiter, Reservation
 from generation_service.models import Attempt, Generation
-from generation_service.runner import GenerationRunner, attempt_summary
+from generation_service.runner import GenerationRunner, RunOutcome, attempt_summary
 from generation_service.schemas import (
     AttemptOut,
     GenerationOut,
@@ -38,6 +41,8 @@ class GenerateResult:
     accepted: bool = False
     # Image bytes by stored file name, for answers that carry base64.
     inline: dict[str, bytes] = field(default_factory=dict)
+    # X-RateLimit-* headers of the tightest limit that applied.
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def idempotency_key(request: Request) -> str | None:
@@ -69,21 +74,46 @@ async def generate(
     worker once its lease expires), so its result can still be read later.
     """
     runner: GenerationRunner = request.app.state.runner
-    # Selecting first rejects an unsupported size or model before anything is stored.
-    candidates = await runner.select(body)
-    generation, created = await runner.jobs.create(
-        body,
-        user_id=caller.user_id,
-        api_key_id=caller.api_key_id,
-        run_here=not run_async,
-        idempotency_key=idempotency_key(request),
+    limiter: Limiter = request.app.state.limiter
+    key = idempotency_key(request)
+    # The model's own rules, then selection, reject a bad request before
+    # anything is stored or counted.
+    check_model_rules(
+        prompt=body.prompt,
+        size=body.size,
+        model=body.model,
+        quality=body.quality,
+        style=body.style,
     )
+    candidates = await runner.select(body)
+    if key is not None:
+        existing = await runner.jobs.find_by_idempotency_key(caller.user_id, key, body)
+        if existing is not None:
+            return await _replay(request, runner.jobs, existing, run_async)
+
+    # A request over a limit is refused whole, before any provider call.
+    reservation = await limiter.reserve(caller, body.n)
+    headers = reservation.decision.headers() if reservation.decision else {}
+    try:
+        generation, created = await runner.jobs.create(
+            body,
+            user_id=caller.user_id,
+            api_key_id=caller.api_key_id,
+            run_here=not run_async,
+            idempotency_key=key,
+            quota=reservation.as_record(),
+        )
+    except BaseException:
+        await limiter.give_back(reservation)
+        raise
     if not created:
+        # Another request with the same key won the race and owns the job.
+        await limiter.give_back(reservation)
         return await _replay(request, runner.jobs, generation, run_async)
     if run_async:
-        return GenerateResult(generation, accepted=True)
+        return GenerateResult(generation, accepted=True, headers=headers)
 
-    task = asyncio.create_task(runner.run(generation, candidates))
+    task = asyncio.create_task(run_and_settle(runner, limiter, generation, candidates))
     request.app.state.jobs.add(task)
     task.add_done_callback(request.app.state.jobs.discard)
     try:
@@ -91,12 +121,26 @@ async def generate(
             asyncio.shield(task), runner.settings.generation_deadline_seconds
         )
     except TimeoutError:
-        raise _deadline_error(generation.id) from None
+        raise _deadline_error(generation.id, headers) from None
 
     if outcome.error is not None:
+        outcome.error.headers.update(headers)
         raise outcome.error
     inline = {image.stored.file_name: image.data for image in outcome.images}
-    return GenerateResult(outcome.generation, inline=inline)
+    return GenerateResult(outcome.generation, inline=inline, headers=headers)
+
+
+async def run_and_settle(
+    runner: GenerationRunner,
+    limiter: Limiter,
+    generation: Generation,
+    candidates: list[ProviderTarget],
+) -> RunOutcome:
+    """Run a job; give its images back to the quotas when it produced none."""
+    outcome = await runner.run(generation, candidates)
+    if outcome.error is not None:
+        await limiter.give_back(Reservation.from_record(generation.options))
+    return outcome
 
 
 async def _replay(
@@ -130,10 +174,13 @@ async def _replay(
     return GenerateResult(finished, inline=inline)
 
 
-def _deadline_error(generation_id: uuid.UUID) -> RequestTimeoutError:
+def _deadline_error(
+    generation_id: uuid.UUID, headers: dict[str, str] | None = None
+) -> RequestTimeoutError:
     return RequestTimeoutError(
         "The generation did not finish in time; poll it by its id",
         details={"generationId": str(generation_id)},
+        headers=headers,
     )
 
 
@@ -204,4 +251,5 @@ def _attempt_out(attempt: Attempt) -> AttemptOut:
         outcome=attempt.outcome,
         error_type=attempt.error_type,
         latency_ms=attempt.latency_ms,
+        notes=attempt.notes,
     )

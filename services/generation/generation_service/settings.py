@@ -38,6 +38,13 @@ class Settings(ServiceSettings):
     # Whether a content-policy refusal may be retried on the next provider.
     retry_content_policy: bool = False
 
+    # Limits; 0 turns one off. Request limits use a sliding window of this
+    # length; image quotas a fixed window of that length (a UTC day by default).
+    rate_limit_window_seconds: float = Field(default=60.0, gt=0)
+    image_quota_window_seconds: int = Field(default=86400, gt=0)
+    user_requests_per_minute: int = Field(default=120, ge=0)
+    user_images_per_day: int = Field(default=1000, ge=0)
+
 
 @lru_cache
 def get_settings() -> Settings:

@@ -16,6 +16,7 @@ import signal
 import structlog
 
 from generation_service.jobs import StoredResult, request_from_job
+from generation_service.limits import Reservation
 from generation_service.models import Generation
 from generation_service.runtime import Runtime, open_runtime
 from generation_service.settings import Settings
@@ -77,9 +78,12 @@ class Worker:
         except RouterError as error:
             # The request can no longer be served (a provider was removed, say).
             await self.runtime.jobs.finish(job.id, StoredResult([], [], error))
+            await self.runtime.limiter.give_back(Reservation.from_record(job.options))
             log.info("job_failed", error_type=error.error_type)
             return
         outcome = await runner.run(job, candidates)
+        if outcome.error is not None:
+            await self.runtime.limiter.give_back(Reservation.from_record(job.options))
         log.info(
             "job_finished",
             status=outcome.generation.status,

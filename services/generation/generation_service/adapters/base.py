@@ -8,6 +8,7 @@ that tells the caller whether to move on to the next provider.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
@@ -93,14 +94,34 @@ class ProviderFailure(Exception):
         return self.outcome in RETRYABLE_OUTCOMES
 
 
+# Downloads an image a provider points at, through the router's URL guard.
+ImageFetcher = Callable[[str], Awaitable[bytes]]
+# Receives a running task's progress in percent (0 to 100).
+ProgressCallback = Callable[[int], Awaitable[None]]
+
+
 class ProviderAdapter(Protocol):
+    def max_images_per_call(self, target: ProviderTarget, model: str | None) -> int:
+        """Return how many images one call may request of `target` for `model`."""
+        ...
+
     async def generate(
         self,
         client: httpx.AsyncClient,
         target: ProviderTarget,
         call: ProviderCall,
         timeout: float,
-    ) -> ProviderResult: ...
+        *,
+        fetch_image: ImageFetcher,
+        on_progress: ProgressCallback | None = None,
+    ) -> ProviderResult:
+        """Make one provider call for `call.n` images.
+
+        `timeout` is in seconds. Raises `ProviderFailure` when no usable images
+        come back, and `ValidationError` for a request that breaks a model's
+        rules (checked before anything is sent).
+        """
+        ...
 
 
 def retry_after_seconds(response: httpx.Response) -> int:

@@ -2,8 +2,9 @@
 `openai_compatible` providers.
 
 DALL·E models are asked for `b64_json`, so the router stores the bytes without a
-second fetch. GPT image models always answer base64 and reject
-`response_format`, so it is never sent to them.
+second fetch. GPT image models always return base64 and reject
+`response_format`, so it is never sent to them. Fields of a response that the
+router does not read are ignored.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 import httpx
 
 from generation_service.adapters.base import (
+    ImageFetcher,
+    ProgressCallback,
     ProviderCall,
     ProviderFailure,
     ProviderImage,
@@ -22,14 +25,15 @@ from generation_service.adapters.base import (
     ProviderTarget,
     retry_after_seconds,
 )
+from generation_service.adapters.openai_models import (
+    check_default_model_rules,
+    is_gpt_image_model,
+    max_images,
+)
 
 # Error codes with which OpenAI refuses a prompt under its content policy.
 CONTENT_POLICY_CODES = frozenset({"content_policy_violation", "moderation_blocked"})
 CONTENT_POLICY_TYPES = frozenset({"image_generation_user_error"})
-
-
-def is_gpt_image_model(model: str | None) -> bool:
-    return bool(model) and model.startswith(("gpt-image", "chatgpt-image"))  # type: ignore[union-attr]
 
 
 def request_body(call: ProviderCall) -> dict[str, Any]:
@@ -44,13 +48,41 @@ def request_body(call: ProviderCall) -> dict[str, Any]:
 
 
 class OpenAIAdapter:
+    """Calls an OpenAI images endpoint.
+
+    With `model_rules` (the `openai` type), OpenAI's per-model rules apply: a
+    request that breaks them raises `ValidationError` before any call, and a
+    call requests no more images than the model makes at once (dall-e-3: 1).
+    Without them (`openai_compatible`), the provider's own limits decide.
+    """
+
+    def __init__(self, *, model_rules: bool) -> None:
+        self.model_rules = model_rules
+
+    def max_images_per_call(self, target: ProviderTarget, model: str | None) -> int:
+        limit = max_images(model) if self.model_rules else None
+        if limit is None:
+            return target.max_images_per_request
+        return min(target.max_images_per_request, limit)
+
     async def generate(
         self,
         client: httpx.AsyncClient,
         target: ProviderTarget,
         call: ProviderCall,
         timeout: float,
+        *,
+        fetch_image: ImageFetcher,
+        on_progress: ProgressCallback | None = None,
     ) -> ProviderResult:
+        if self.model_rules:
+            check_default_model_rules(
+                prompt=call.prompt,
+                size=call.size,
+                model=call.model,
+                quality=call.quality,
+                style=call.style,
+            )
         url = f"{target.base_url}/images/generations"
         headers = {"Authorization": f"Bearer {target.api_key}"}
         try:
@@ -59,7 +91,7 @@ class OpenAIAdapter:
             )
         except httpx.TimeoutException as error:
             raise ProviderFailure(
-                "timeout", f"no answer within {timeout:.1f} s"
+                "timeout", f"no response within {timeout:.1f} s"
             ) from error
         except httpx.HTTPError as error:
             raise ProviderFailure(
@@ -103,19 +135,23 @@ def _error_object(response: httpx.Response) -> dict[str, Any]:
 
 
 def parse_images(response: httpx.Response, expected: int) -> list[ProviderImage]:
-    """Read `data[]` from a 200 answer; anything but `expected` images is a failure."""
+    """Read `data[]` of a 200 response; any count but `expected` is a failure."""
     try:
         body = response.json()
     except ValueError as error:
+        content_type = response.headers.get("content-type") or "no content type"
         raise ProviderFailure(
-            "error", "answer is not valid JSON", status_code=200
+            "error",
+            f"response is not valid JSON ({content_type}, "
+            f"{len(response.content)} bytes)",
+            status_code=200,
         ) from error
     items = body.get("data") if isinstance(body, dict) else None
     if not isinstance(items, list) or len(items) != expected:
         count = len(items) if isinstance(items, list) else 0
         raise ProviderFailure(
             "error",
-            f"answer carries {count} images, expected {expected}",
+            f"response carries {count} images, expected {expected}",
             status_code=200,
         )
     return [_parse_item(item) for item in items]

@@ -35,8 +35,9 @@ async def create_generation(
     payload = Envelope(data=out).model_dump(mode="json", by_alias=True)
     if result.accepted:
         location = GENERATION_PATH.format(id=result.generation.id)
-        return JSONResponse(payload, status_code=202, headers={"Location": location})
-    return JSONResponse(payload)
+        headers = {**result.headers, "Location": location}
+        return JSONResponse(payload, status_code=202, headers=headers)
+    return JSONResponse(payload, headers=result.headers)
 
 
 @router.get("/generations", response_model=Envelope[Page[GenerationOut]])

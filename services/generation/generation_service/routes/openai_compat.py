@@ -65,4 +65,4 @@ async def create_image(
             item["revised_prompt"] = image.revised_prompt
         data.append(item)
     created = int(result.generation.created_at.timestamp())
-    return JSONResponse({"created": created, "data": data})
+    return JSONResponse({"created": created, "data": data}, headers=result.headers)
