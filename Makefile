@@ -8,7 +8,7 @@ STACK := $(BIN)/python deploy/local/stack.py
 INSTALL_STAMP := $(VENV)/.installed
 PROJECT_FILES := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml simulator/pyproject.toml) tests/requirements.txt deploy/local/install.sh
 
-.PHONY: install proto run stop status migrate test lint clean
+.PHONY: install proto run stop status migrate test check-deploy lock lint clean
 
 install: $(INSTALL_STAMP)
 
@@ -39,6 +39,17 @@ migrate: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# Only the offline checks of the deployment files and the images' settings
+# (also part of `make test`): compose schema, hadolint, kustomize and the
+# Kubernetes schemas, and each service started as its container would be.
+check-deploy: install
+	$(BIN)/python -m pytest tests/deploy
+
+# Regenerate the images' locked requirements (hashes included) from the
+# pyproject.toml files; keeps existing pins unless LOCK_ARGS=--upgrade.
+lock: install
+	$(BIN)/python deploy/compose/lock_requirements.py $(LOCK_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

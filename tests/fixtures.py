@@ -33,6 +33,16 @@ TEST_SETTINGS = {
     "LOGIN_ADDRESS_FAILURE_LIMIT": "100000",
     "REGISTRATION_ADDRESS_LIMIT": "100000",
     "GENERATION_DEADLINE_SECONDS": "60",
+    # Provider circuit breaker and pauses, short enough to watch in a test.
+    "CIRCUIT_COOLDOWN_SECONDS": "2",
+    "CIRCUIT_TRIAL_SECONDS": "5",
+    "RATE_LIMITED_PAUSE_SECONDS": "2",
+    # Request limits use a 10-second window, so a test can watch one reset;
+    # nginx's per-address guard is lifted, since every test comes from 127.0.0.1.
+    "RATE_LIMIT_WINDOW_SECONDS": "10",
+    "USER_REQUESTS_PER_MINUTE": "1000",
+    "IR_RATE_PER_SECOND": "100000",
+    "IR_RATE_BURST": "100000",
     # Short leases and polls, so that a killed worker's job is resumed quickly.
     "JOB_LEASE_SECONDS": "3",
     "WORKER_POLL_SECONDS": "0.2",

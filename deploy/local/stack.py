@@ -44,6 +44,9 @@ class Profile:
     redis_url: str
     # The services' ENVIRONMENT setting.
     environment: str = "development"
+    # Generation API processes behind nginx; the test stack runs two, so that
+    # every end-to-end test also checks that replicas share their state.
+    generation_replicas: int = 1
 
     @property
     def run_dir(self) -> Path:
@@ -81,6 +84,7 @@ def _profiles() -> dict[str, Profile]:
             ),
             redis_url=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
             environment="test",
+            generation_replicas=int(os.environ.get("TEST_GENERATION_REPLICAS", "2")),
         ),
     }
 
@@ -88,6 +92,8 @@ def _profiles() -> dict[str, Profile]:
 # Port offsets from the profile's base.
 AUTH_HTTP, KEYS_HTTP, GENERATION_HTTP, PROVIDERS_HTTP = 1, 2, 3, 4
 KEYS_GRPC, PROVIDERS_GRPC = 12, 14
+# Further generation replicas listen on 30, 31, ... past the base.
+GENERATION_REPLICA_BASE = 29
 SIMULATOR_HTTP = 99
 
 
@@ -224,6 +230,7 @@ class Stack:
             ),
             service("auth", profile.port(AUTH_HTTP), {}),
             generation,
+            *self._generation_replicas(generation),
             ServiceSpec(
                 name="worker",
                 command=[python, "-m", "generation_service", "worker"],
@@ -248,6 +255,29 @@ class Stack:
             ),
             self.nginx_spec(),
         ]
+
+    def _generation_replicas(self, first: ServiceSpec) -> list[ServiceSpec]:
+        replicas = []
+        for index, port in enumerate(self.generation_replica_ports()[1:], start=2):
+            replicas.append(
+                ServiceSpec(
+                    name=f"generation-{index}",
+                    command=first.command,
+                    cwd=first.cwd,
+                    env={**first.env, "HTTP_PORT": str(port)},
+                    health_url=f"http://127.0.0.1:{port}/healthz",
+                    ready_url=f"http://127.0.0.1:{port}/readyz",
+                )
+            )
+        return replicas
+
+    def generation_replica_ports(self) -> list[int]:
+        first = self.profile.port(GENERATION_HTTP)
+        extra = [
+            self.profile.port(GENERATION_REPLICA_BASE + index)
+            for index in range(1, self.profile.generation_replicas)
+        ]
+        return [first, *extra]
 
     def nginx_spec(self) -> ServiceSpec:
         profile = self.profile
@@ -285,13 +315,16 @@ class Stack:
             "IR_RUN_DIR": str(nginx_dir),
             "IR_ACCESS_LOG": str(self.log_dir / "nginx-access.log"),
             "IR_USER": "nobody nogroup" if os.geteuid() == 0 else "",
+            # The coarse per-address guard; the test suite lifts it, because all
+            # its traffic comes from 127.0.0.1.
+            "IR_RATE_PER_SECOND": os.environ.get("NGINX_RATE_PER_SECOND", "50"),
+            "IR_RATE_BURST": os.environ.get("NGINX_RATE_BURST", "100"),
+            "IR_BODY_LIMIT": os.environ.get("NGINX_BODY_LIMIT", "256k"),
             **{k: v for k, v in self.overrides.items() if k.startswith("IR_")},
         }
-        extra_upstreams = self.overrides.get("IR_GENERATION_EXTRA_SERVERS", "")
         values["IR_GENERATION_EXTRA_SERVERS"] = "".join(
-            f"        server {address};\n"
-            for address in extra_upstreams.split(",")
-            if address
+            f"        server 127.0.0.1:{port};\n"
+            for port in self.generation_replica_ports()[1:]
         )
         text = (ROOT / "nginx" / "nginx.conf.template").read_text()
         for name, value in values.items():
