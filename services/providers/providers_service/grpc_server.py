@@ -77,10 +77,13 @@ class ProviderRegistry(providers_pb2_grpc.ProviderRegistryServicer):
             strategy=strategy,
             rotation=rotation,
         )
+        messages = self._messages(selection.candidates)
+        # A candidate whose secret cannot be read is unavailable, not unable.
+        unreadable = len(selection.candidates) - len(messages)
         return providers_pb2.SelectProvidersResponse(
-            providers=self._messages(selection.candidates),
+            providers=messages,
             available_sizes=selection.available_sizes,
-            unavailable_count=selection.unavailable_count,
+            unavailable_count=selection.unavailable_count + unreadable,
         )
 
     async def ReportOutcome(  # noqa: N802 - name fixed by the proto

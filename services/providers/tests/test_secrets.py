@@ -13,6 +13,7 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from providers_service.settings import Settings
 from stack import ROOT, VENV_PYTHON
+from tests.fixtures import run_sql
 
 
 def stored_tokens(database_url: str) -> dict[str, bytes]:
@@ -221,3 +222,24 @@ def test_production_requires_secret_keys():
     with pytest.raises(ValueError, match="PROVIDER_SECRET_KEYS"):
         Settings(**production)
     Settings(**production, provider_secret_keys=Fernet.generate_key().decode())
+
+
+def test_unreadable_secret_makes_provider_unavailable(
+    stack, client, new_user, new_provider, simulator_base
+):
+    provider = new_provider(simulator_base(tag="unreadable"))
+    # As if the row had been written under a key that is no longer configured.
+    foreign = Fernet(Fernet.generate_key()).encrypt(b"sk-lost")
+    run_sql(
+        stack.profile.database_url,
+        "UPDATE providers.providers SET api_key_encrypted = "
+        f"decode('{foreign.hex()}', 'hex') WHERE id = '{provider['id']}'",
+    )
+    user = new_user()
+    response = client.post(
+        "/api/v1/images/generations",
+        headers=user.headers,
+        json={"prompt": "a lock", "size": "256x256"},
+    )
+    assert response.status_code == 503, response.text
+    assert response.json()["error"]["type"] == "no_provider_available"
