@@ -115,8 +115,9 @@ def failure_from_response(response: httpx.Response) -> ProviderFailure:
             status_code=status,
             retry_after_seconds=retry_after_seconds(response),
         )
-    if status >= 500 or status in (401, 403, 404, 408):
-        # The provider is down or misconfigured: another provider may serve it.
+    if status < 400 or status >= 500 or status in (401, 403, 404, 408):
+        # The provider is down or misconfigured, or answered with a redirect,
+        # which is never followed: another provider may serve it.
         return ProviderFailure("error", message, status_code=status)
     if code in CONTENT_POLICY_CODES or error.get("type") in CONTENT_POLICY_TYPES:
         return ProviderFailure("content_policy", message, status_code=status, code=code)

@@ -285,8 +285,14 @@ def failure_from_response(response: httpx.Response) -> ProviderFailure:
         )
     if name in CONTENT_POLICY_NAMES:
         return ProviderFailure("content_policy", message, status_code=status, code=name)
-    if status >= 500 or status in (401, 403, 404, 408) or _is_envelope_error(message):
-        # The provider is down or misconfigured: another provider may serve it.
+    if (
+        status < 400
+        or status >= 500
+        or status in (401, 403, 404, 408)
+        or _is_envelope_error(message)
+    ):
+        # The provider is down or misconfigured, or answered with a redirect,
+        # which is never followed: another provider may serve it.
         return ProviderFailure("error", message, status_code=status)
     return ProviderFailure("invalid_request", message, status_code=status, code=name)
 
