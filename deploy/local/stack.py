@@ -91,6 +91,8 @@ def _profiles() -> dict[str, Profile]:
 
 # Port offsets from the profile's base.
 AUTH_HTTP, KEYS_HTTP, GENERATION_HTTP, PROVIDERS_HTTP = 1, 2, 3, 4
+# The job worker's /metrics and /healthz listener.
+WORKER_METRICS_HTTP = 5
 KEYS_GRPC, PROVIDERS_GRPC = 12, 14
 # Further generation replicas listen on 30, 31, ... past the base.
 GENERATION_REPLICA_BASE = 29
@@ -187,6 +189,7 @@ class Stack:
         keys_grpc = f"127.0.0.1:{profile.port(KEYS_GRPC)}"
         providers_grpc = f"127.0.0.1:{profile.port(PROVIDERS_GRPC)}"
         simulator_host = f"127.0.0.1:{profile.port(SIMULATOR_HTTP)}"
+        worker_metrics_port = profile.port(WORKER_METRICS_HTTP)
 
         def service(name: str, port: int, extra: dict[str, str]) -> ServiceSpec:
             return ServiceSpec(
@@ -235,8 +238,12 @@ class Stack:
                 name="worker",
                 command=[python, "-m", "generation_service", "worker"],
                 cwd=ROOT / "services" / "generation",
-                env={**generation.env},
-                health_url=None,
+                env={
+                    **generation.env,
+                    "WORKER_METRICS_PORT": str(worker_metrics_port),
+                    **self.overrides,
+                },
+                health_url=f"http://127.0.0.1:{worker_metrics_port}/healthz",
             ),
             ServiceSpec(
                 name="simulator",
@@ -312,6 +319,13 @@ class Stack:
             "IR_GENERATION_ADDR": f"127.0.0.1:{profile.port(GENERATION_HTTP)}",
             "IR_PROVIDERS_ADDR": f"127.0.0.1:{profile.port(PROVIDERS_HTTP)}",
             "IR_IMAGES_DIR": str(self.images_dir),
+            # With IMAGE_STORAGE=s3 generation streams the stored images from
+            # the bucket, so nginx proxies their location to it.
+            "IR_IMAGES_PROXY": (
+                "proxy_pass http://generation_service;"
+                if self.overrides.get("IMAGE_STORAGE") == "s3"
+                else ""
+            ),
             "IR_RUN_DIR": str(nginx_dir),
             "IR_ACCESS_LOG": str(self.log_dir / "nginx-access.log"),
             "IR_USER": "nobody nogroup" if os.geteuid() == 0 else "",
@@ -323,7 +337,7 @@ class Stack:
             **{k: v for k, v in self.overrides.items() if k.startswith("IR_")},
         }
         values["IR_GENERATION_EXTRA_SERVERS"] = "".join(
-            f"        server 127.0.0.1:{port};\n"
+            f"        server 127.0.0.1:{port} max_fails=0;\n"
             for port in self.generation_replica_ports()[1:]
         )
         text = (ROOT / "nginx" / "nginx.conf.template").read_text()
@@ -339,6 +353,11 @@ class Stack:
         return self.pid_dir / f"{name}.pid"
 
     def running_pid(self, name: str) -> int | None:
+        process = self.processes.get(name)
+        if process is not None:
+            # Started by this object: its own handle knows, even in the instant
+            # between fork and exec when the child does not carry the marker yet.
+            return process.pid if process.poll() is None else None
         path = self.pid_file(name)
         if not path.exists():
             return None

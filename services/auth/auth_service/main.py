@@ -109,12 +109,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("service_stopping")
         await app.state.redis.aclose()
         await app.state.engine.dispose()
+        log.info("service_stopped")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging("auth", settings.log_level)
     app = create_service_app(
+        service="auth",
+        settings=settings,
         title="Image Router auth service",
         description=(
             "Users, passwords and JWTs. Every response uses the envelope "
@@ -127,7 +130,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "redis": redis_check(app.state.redis),
         },
     )
-    app.state.settings = settings
     app.include_router(users.router)
     app.include_router(profile.router)
     app.openapi = lambda: _openapi_without_422(app)  # type: ignore[method-assign]

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from router_common.errors import RateLimitError, ServiceUnavailableError
+from router_common.metrics import RATE_LIMIT_REJECTIONS
 
 log = structlog.get_logger(__name__)
 
@@ -110,6 +111,7 @@ async def reserve(redis: Redis, limits: list[Limit], *, action: str) -> None:
 
     limit = limits[int(blocking) - 1]
     retry_after = max(1, math.ceil(int(wait_ms) / 1000))
+    RATE_LIMIT_REJECTIONS.labels("auth", action).inc()
     log.warning("attempts_throttled", action=action, retry_after=retry_after)
     raise RateLimitError(
         f"Too many {action} attempts. Retry in {retry_after} seconds",

@@ -29,6 +29,7 @@ from generation_service.models import Attempt, Generation, IdempotencyKey, Image
 from generation_service.schemas import GenerationRequest
 from generation_service.settings import Settings
 from router_common.errors import ConflictError, RouterError
+from router_common.logging import current_request_id
 
 log = structlog.get_logger(__name__)
 
@@ -115,6 +116,8 @@ class JobStore:
                 "user": body.user,
                 # What the request took from the quotas, given back on failure.
                 "quota": quota,
+                # So that a worker's log lines for this job carry the request id.
+                "request_id": current_request_id(),
             },
             cost=Decimal(0),
             run_count=1 if run_here else 0,
@@ -228,6 +231,7 @@ class JobStore:
         log.info(
             "job_claimed",
             generation_id=str(generation.id),
+            request_id=(generation.options or {}).get("request_id"),
             run=generation.run_count,
         )
         return generation

@@ -103,10 +103,16 @@ class KeyVerificationCache:
         digest = hashlib.sha256(key.encode()).digest()
         entry = self._entries.get(digest)
         if entry is not None:
-            if await self._is_current(entry):
-                self._entries.move_to_end(digest)
+            current = await self._is_current(entry)
+            # While the version was read, a concurrent request may have dropped
+            # or replaced this entry: touch the cache only if it is still there.
+            still_cached = self._entries.get(digest) is entry
+            if current:
+                if still_cached:
+                    self._entries.move_to_end(digest)
                 return entry.key
-            self._entries.pop(digest, None)
+            if still_cached:
+                del self._entries[digest]
 
         verified = VerifiedKey.from_response(await self._verify(key))
         if self._max_age_seconds > 0:

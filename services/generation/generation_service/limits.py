@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 from generation_service.auth import Principal
 from generation_service.settings import Settings
 from router_common.errors import RateLimitError, ServiceUnavailableError
+from router_common.metrics import RATE_LIMIT_REJECTIONS
 
 log = structlog.get_logger(__name__)
 
@@ -212,6 +213,8 @@ class Limiter:
             limit, int(remaining), max(1, math.ceil(int(reset_ms) / 1000))
         )
         if not allowed:
+            RATE_LIMIT_REJECTIONS.labels("generation", limit.name).inc()
+            log.info("rate_limit_refused", limit=limit.name, max=limit.max)
             raise _refusal(decision)
         quota_keys = tuple(item.key for item in limits if item.kind == "quota")
         return Reservation(quota_keys, images, decision)

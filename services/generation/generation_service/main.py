@@ -10,8 +10,9 @@ from pathlib import Path
 import structlog
 from fastapi import FastAPI
 
+from generation_service.metrics import queue_refresher
 from generation_service.models import SCHEMA
-from generation_service.routes import catalogue, images, openai_compat
+from generation_service.routes import catalogue, files, images, openai_compat
 from generation_service.runtime import open_runtime
 from generation_service.settings import Settings, get_settings
 from router_common.app import create_service_app, database_check, redis_check
@@ -40,6 +41,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.limiter = runtime.limiter
         # Jobs still running after their client has been answered (past a deadline).
         app.state.jobs = set()
+        app.state.metrics_refreshers.append(queue_refresher(runtime.session_factory))
         log.info("service_started", port=settings.http_port)
         try:
             yield
@@ -49,12 +51,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 await asyncio.wait(
                     app.state.jobs, timeout=settings.shutdown_grace_seconds
                 )
+    log.info("service_stopped")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging("generation", settings.log_level)
     app = create_service_app(
+        service="generation",
+        settings=settings,
         title="Image Router generation service",
         description="Image generation across providers, with fallback and stored "
         "images.",
@@ -66,8 +71,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "providers": app.state.peers.providers_ready,
         },
     )
-    app.state.settings = settings
     app.include_router(catalogue.router)
     app.include_router(images.router)
     app.include_router(openai_compat.router)
+    app.include_router(files.router)
     return app

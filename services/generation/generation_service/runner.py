@@ -16,11 +16,13 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import grpc
 import httpx
 import structlog
 
+from generation_service import metrics
 from generation_service.adapters import adapter_for, max_images_per_call
 from generation_service.adapters.base import (
     ProviderCall,
@@ -192,6 +194,7 @@ class GenerationRunner:
             if remaining == 0:
                 return
             if target is not candidates[-1]:
+                metrics.PROVIDER_FALLBACKS.labels(target.name).inc()
                 log.info(
                     "provider_fallback", provider=target.name, images_missing=remaining
                 )
@@ -227,6 +230,10 @@ class GenerationRunner:
             quality=generation.quality,
             style=generation.style,
             user=(generation.options or {}).get("user"),
+        )
+        # Prompts are user content, so they are logged at debug level only.
+        log.debug(
+            "provider_call", provider=target.name, images=count, prompt=call.prompt
         )
         started = time.perf_counter()
         failure: ProviderFailure | None = None
@@ -365,6 +372,7 @@ class GenerationRunner:
                 created_at=datetime.now(UTC),
             )
         )
+        metrics.record_attempt(target.name, outcome, latency_ms)
         log.info(
             "provider_attempt",
             provider=target.name,
@@ -372,6 +380,7 @@ class GenerationRunner:
             status=failure.status_code if failure else 200,
             latency_ms=latency_ms,
             images=count,
+            error=failure.message[:300] if failure else None,
         )
         # Reported off the critical path; the set keeps each task referenced.
         task = asyncio.get_running_loop().create_task(
@@ -415,6 +424,8 @@ class GenerationRunner:
             error=error,
         )
         finished, recorded = await self.jobs.finish(generation_id, result)
+        if recorded:
+            _count_finished(finished, images)
         if not recorded or error is not None:
             # Images of a failed run, or of a run that lost its job to another
             # worker, are not kept.
@@ -426,6 +437,16 @@ class GenerationRunner:
                 "attempts", [attempt_summary(attempt) for attempt in state.attempts]
             )
         return RunOutcome(finished, images if recorded else [], error)
+
+
+def _count_finished(generation: Generation, images: list[ProducedImage]) -> None:
+    metrics.GENERATIONS_FINISHED.labels(generation.status).inc()
+    by_provider: dict[str, list[ProducedImage]] = {}
+    for image in images:
+        by_provider.setdefault(image.provider.name, []).append(image)
+    for name, produced in by_provider.items():
+        cost = sum((image.provider.cost_per_image for image in produced), Decimal(0))
+        metrics.record_images(name, len(produced), cost)
 
 
 def split_count(total: int, per_call: int) -> list[int]:

@@ -17,9 +17,10 @@ from generation_service.limits import Limiter
 from generation_service.peers import Peers
 from generation_service.runner import GenerationRunner
 from generation_service.settings import Settings
-from generation_service.storage import ImageStore
+from generation_service.storage import ImageStore, create_image_store
 from router_common.app import create_redis
 from router_common.db import create_engine, create_session_factory
+from router_common.logging import REQUEST_ID_HEADER, current_request_id
 
 
 @dataclass
@@ -34,6 +35,13 @@ class Runtime:
     limiter: Limiter
 
 
+async def forward_request_id(request: httpx.Request) -> None:
+    """Send the current request id on every provider call and image download."""
+    request_id = current_request_id()
+    if request_id and REQUEST_ID_HEADER not in request.headers:
+        request.headers[REQUEST_ID_HEADER] = request_id
+
+
 @asynccontextmanager
 async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     engine = create_engine(settings.database_url)
@@ -45,12 +53,13 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         token=settings.internal_service_token,
         timeout=settings.grpc_timeout_seconds,
     )
-    store = ImageStore(settings.images_dir, settings.public_base_url)
+    store = create_image_store(settings)
     jobs = JobStore(session_factory, settings, f"{socket.gethostname()}:{os.getpid()}")
     # Redirects are never followed: a provider could point one inside the network.
     client = httpx.AsyncClient(
         follow_redirects=False,
         limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+        event_hooks={"request": [forward_request_id]},
     )
     runner = GenerationRunner(
         settings=settings, peers=peers, store=store, client=client, jobs=jobs

@@ -2,8 +2,9 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 
 from router_common.settings import ServiceSettings
 
@@ -17,8 +18,24 @@ class Settings(ServiceSettings):
     grpc_timeout_seconds: float = Field(default=5.0, gt=0)
 
     # Where stored images live, and the public address their URLs start with.
+    # `local` keeps them in IMAGES_DIR, `s3` in an S3-compatible bucket.
+    image_storage: Literal["local", "s3"] = "local"
     images_dir: Path = Path(".data/images")
     public_base_url: str = "http://127.0.0.1:8080"
+    # The bucket, with IMAGE_STORAGE=s3. An empty endpoint means AWS itself;
+    # empty keys let boto3 find credentials (AWS_* variables, a role).
+    s3_endpoint_url: str = ""
+    s3_bucket: str = ""
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = ""
+    s3_secret_access_key: SecretStr = SecretStr("")
+    # Key prefix of the objects, such as `images/`; a trailing slash is added.
+    s3_prefix: str = ""
+    # `path` puts the bucket in the URL path, which MinIO and most
+    # self-hosted servers need; `auto` lets botocore choose.
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    # Connect and read time-out of one S3 request, in seconds.
+    s3_timeout_seconds: float = Field(default=30.0, gt=0)
 
     # Comma-separated `host` or `host:port` entries that provider calls may reach
     # although they are internal addresses (the local simulator, say).
@@ -35,6 +52,9 @@ class Settings(ServiceSettings):
     # How often an idle worker looks for jobs, and how many it runs at once.
     worker_poll_seconds: float = Field(default=1.0, gt=0)
     worker_concurrency: int = Field(default=8, ge=1)
+    # Where the worker serves /metrics and /healthz; port 0 turns it off.
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = Field(default=8105, ge=0, le=65535)
     # Whether a content-policy refusal may be retried on the next provider.
     retry_content_policy: bool = False
 
@@ -44,6 +64,21 @@ class Settings(ServiceSettings):
     image_quota_window_seconds: int = Field(default=86400, gt=0)
     user_requests_per_minute: int = Field(default=120, ge=0)
     user_images_per_day: int = Field(default=1000, ge=0)
+
+    @model_validator(mode="after")
+    def _check_image_storage(self) -> "Settings":
+        if self.image_storage != "s3":
+            return self
+        if not self.s3_bucket:
+            raise ValueError("S3_BUCKET is required when IMAGE_STORAGE=s3")
+        has_key_id = bool(self.s3_access_key_id)
+        has_secret = bool(self.s3_secret_access_key.get_secret_value())
+        if has_key_id != has_secret:
+            raise ValueError(
+                "set both S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY, or neither "
+                "to let boto3 find credentials itself"
+            )
+        return self
 
 
 @lru_cache

@@ -5,22 +5,30 @@ scales on its own. It claims jobs with `FOR UPDATE SKIP LOCKED` (see `jobs.py`),
 runs up to `WORKER_CONCURRENCY` at once, and gives a job up after
 `JOB_MAX_RUNS` runs. On SIGTERM it stops claiming, lets running jobs finish
 within `SHUTDOWN_GRACE_SECONDS`, and gives back the leases of the rest so that
-another worker resumes them at once.
+another worker resumes them at once. A small HTTP listener on
+`WORKER_METRICS_HOST:WORKER_METRICS_PORT` serves `/metrics` and `/healthz`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+from collections.abc import Iterator
 
 import structlog
+import uvicorn
 
 from generation_service.jobs import StoredResult, request_from_job
 from generation_service.limits import Reservation
+from generation_service.metrics import queue_refresher
 from generation_service.models import Generation
 from generation_service.runtime import Runtime, open_runtime
 from generation_service.settings import Settings
 from router_common.errors import RouterError
+from router_common.logging import request_id_var
+from router_common.metrics import create_metrics_app
+from router_common.tracing import configure_tracing
 
 log = structlog.get_logger(__name__)
 
@@ -60,6 +68,9 @@ class Worker:
             )
             log.warning("job_abandoned", generation_id=str(job.id))
             return None
+        if job is not None and job.run_count > 1:
+            # An earlier run died or was released at shutdown; this one retries.
+            log.info("job_retry", generation_id=str(job.id), run=job.run_count)
         return job
 
     async def _idle(self) -> None:
@@ -71,7 +82,14 @@ class Worker:
             pass
 
     async def _run_job(self, job: Generation) -> None:
-        structlog.contextvars.bind_contextvars(generation_id=str(job.id))
+        # Each job runs in its own task, so these bindings stay with this job.
+        request_id = (job.options or {}).get("request_id")
+        if request_id:
+            request_id_var.set(request_id)
+            structlog.contextvars.bind_contextvars(request_id=request_id)
+        structlog.contextvars.bind_contextvars(
+            generation_id=str(job.id), user_id=str(job.user_id)
+        )
         runner = self.runtime.runner
         try:
             candidates = await runner.select(request_from_job(job))
@@ -107,12 +125,62 @@ class Worker:
         await asyncio.gather(*pending, return_exceptions=True)
 
 
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn inside the worker's event loop, leaving signals to the worker."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _start_metrics_server(
+    settings: Settings, runtime: Runtime, worker: Worker
+) -> tuple[uvicorn.Server, asyncio.Task[None]] | None:
+    """Serve `/metrics` and `/healthz` on WORKER_METRICS_PORT (0 turns it off)."""
+    if settings.worker_metrics_port == 0:
+        return None
+    app = create_metrics_app(
+        [queue_refresher(runtime.session_factory)],
+        is_alive=lambda: not worker.stopping.is_set(),
+    )
+    server = _EmbeddedServer(
+        uvicorn.Config(
+            app,
+            host=settings.worker_metrics_host,
+            port=settings.worker_metrics_port,
+            log_config=None,
+            lifespan="off",
+            access_log=False,
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    return server, task
+
+
+def _request_stop(worker: Worker, signum: signal.Signals) -> None:
+    if not worker.stopping.is_set():
+        log.info("shutdown_requested", signal=signum.name)
+    worker.stopping.set()
+
+
 async def run_worker(settings: Settings) -> None:
+    configure_tracing("generation-worker", settings.otel_exporter_otlp_endpoint)
     async with open_runtime(settings) as runtime:
         worker = Worker(runtime, settings)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, worker.stopping.set)
-        log.info("worker_started", concurrency=settings.worker_concurrency)
-        await worker.run()
+            loop.add_signal_handler(signum, _request_stop, worker, signum)
+        listener = await _start_metrics_server(settings, runtime, worker)
+        log.info(
+            "worker_started",
+            concurrency=settings.worker_concurrency,
+            metrics_port=settings.worker_metrics_port or None,
+        )
+        try:
+            await worker.run()
+        finally:
+            if listener is not None:
+                server, task = listener
+                server.should_exit = True
+                await task
         log.info("worker_stopped")

@@ -292,6 +292,7 @@ def test_router_stability_generation(
     assert simulator_calls(tag)["count"] == 2
     # The size mapping is recorded on each attempt.
     notes = [attempt["notes"] for attempt in generation["attempts"]]
-    assert notes == [
-        {"aspectRatio": "16:9", "endpoint": "core", "resizedFrom": "1344x768"}
-    ] * 2
+    assert (
+        notes
+        == [{"aspectRatio": "16:9", "endpoint": "core", "resizedFrom": "1344x768"}] * 2
+    )

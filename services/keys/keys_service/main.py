@@ -24,6 +24,7 @@ from router_common.app import (
     create_redis,
     create_service_app,
     database_check,
+    on_draining,
     redis_check,
 )
 from router_common.db import create_engine, create_session_factory, upgrade_to_head
@@ -65,6 +66,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
     await server.start()
     await mark_serving(health, [GRPC_SERVICE_NAME])
+    # Probes see NOT_SERVING as soon as SIGTERM arrives, while HTTP drains.
+    on_draining(app, lambda: mark_not_serving(health, [GRPC_SERVICE_NAME]))
     log.info("service_started", port=settings.http_port, grpc_port=settings.grpc_port)
     try:
         yield
@@ -78,6 +81,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await _flush_last_used(app)
         await app.state.redis.aclose()
         await app.state.engine.dispose()
+        log.info("service_stopped")
 
 
 async def _flush_last_used(app: FastAPI) -> None:
@@ -92,6 +96,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging("keys", settings.log_level)
     app = create_service_app(
+        service="keys",
+        settings=settings,
         title="Image Router keys service",
         description="API keys: creation, management and verification.",
         lifespan=lifespan,
@@ -100,6 +106,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "redis": redis_check(app.state.redis),
         },
     )
-    app.state.settings = settings
     app.include_router(keys.router)
     return app

@@ -20,8 +20,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from imagerouter.v1 import providers_pb2, providers_pb2_grpc
-from providers_service import catalogue, routing
-from providers_service.health import HealthStore, ProviderState
+from providers_service import catalogue, metrics, routing
+from providers_service.health import HALF_OPEN, OPEN, HealthStore, ProviderState
 from providers_service.models import Provider
 from providers_service.secrets import SecretBox
 
@@ -103,7 +103,7 @@ class ProviderRegistry(providers_pb2_grpc.ProviderRegistryServicer):
         if pause_seconds <= 0:
             pause_seconds = self._rate_limited_pause_seconds
         try:
-            circuit = await self._health.record_outcome(
+            circuit_before, circuit = await self._health.record_outcome(
                 request.provider_id,
                 outcome=request.outcome,
                 latency_ms=request.latency_ms,
@@ -120,6 +120,15 @@ class ProviderRegistry(providers_pb2_grpc.ProviderRegistryServicer):
             latency_ms=request.latency_ms,
             circuit=circuit,
         )
+        if circuit != circuit_before:
+            metrics.CIRCUIT_TRANSITIONS.labels(circuit).inc()
+            log.warning(
+                "circuit_changed",
+                provider_id=request.provider_id,
+                outcome=request.outcome,
+                previous=circuit_before,
+                circuit=circuit,
+            )
         return providers_pb2.ReportOutcomeResponse()
 
     async def AcquireSlot(  # noqa: N802 - name fixed by the proto
@@ -146,6 +155,15 @@ class ProviderRegistry(providers_pb2_grpc.ProviderRegistryServicer):
             )
         except RedisError as error:
             await _abort_unavailable(context, "health store", error)
+        if decision.reason == "trial":
+            metrics.CIRCUIT_TRANSITIONS.labels(HALF_OPEN).inc()
+            log.warning(
+                "circuit_changed",
+                provider_id=str(provider.id),
+                provider=provider.name,
+                previous=OPEN,
+                circuit=HALF_OPEN,
+            )
         if not decision.granted:
             log.info(
                 "provider_slot_refused",

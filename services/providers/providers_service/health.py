@@ -50,11 +50,13 @@ local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 # KEYS: stats, recent, circuit, paused.
 # ARGV: outcome, latency ms, error type, error message, pause seconds,
 #       failure threshold, recent window length, TTL seconds.
+# Returns {stored circuit state before, stored circuit state after}.
 _REPORT_SCRIPT = (
     _NOW_MS
     + """
 local outcome = ARGV[1]
 local ttl = tonumber(ARGV[8])
+local before = redis.call('HGET', KEYS[3], 'state') or 'closed'
 redis.call('HINCRBY', KEYS[1], 'outcome:' .. outcome, 1)
 if outcome ~= 'success' then
   redis.call('HSET', KEYS[1], 'last_error_type', ARGV[3],
@@ -82,13 +84,14 @@ elseif outcome == 'rate_limited' then
   local pause_ms = tonumber(ARGV[5]) * 1000
   redis.call('SET', KEYS[4], now + pause_ms, 'PX', pause_ms)
 end
-return redis.call('HGET', KEYS[3], 'state') or 'closed'
+return {before, redis.call('HGET', KEYS[3], 'state') or 'closed'}
 """
 )
 
 # KEYS: circuit, paused, calls.
 # ARGV: rate limit per minute (0 = none), cool-down ms, trial ms, slot member.
-# Returns {granted (0/1), reason, retry after ms}.
+# Returns {granted (0/1), reason, retry after ms}; a granted slot whose trial
+# call moved the circuit from open to half-open has the reason 'trial'.
 _ACQUIRE_SCRIPT = (
     _NOW_MS
     + """
@@ -128,6 +131,9 @@ end
 if trial then
   redis.call('HSET', KEYS[1], 'state', 'half_open',
              'trial_until', now + tonumber(ARGV[3]))
+  if state == 'open' then
+    return {1, 'trial', 0}
+  end
 end
 return {1, '', 0}
 """
@@ -226,9 +232,10 @@ class HealthStore:
         error_type: str,
         error_message: str,
         pause_seconds: int,
-    ) -> str:
-        """Record one attempt and update the circuit; return the circuit's state."""
-        state = await self._report(
+    ) -> tuple[str, str]:
+        """Record one attempt and update the circuit; return the circuit's stored
+        state before and after."""
+        before, after = await self._report(
             keys=[
                 stats_key(provider_id),
                 recent_key(provider_id),
@@ -246,7 +253,7 @@ class HealthStore:
                 STATS_TTL_SECONDS,
             ],
         )
-        return _text(state)
+        return _text(before), _text(after)
 
     async def acquire_slot(self, provider_id: str, rate_limit: int) -> SlotDecision:
         granted, reason, retry_after_ms = await self._acquire(

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from imagerouter.v1 import providers_pb2, providers_pb2_grpc
 from providers_service.grpc_server import ProviderRegistry
 from providers_service.health import BreakerSettings, HealthStore
+from providers_service.metrics import circuit_refresher
 from providers_service.models import SCHEMA
 from providers_service.paths import NormalizePathMiddleware
 from providers_service.routes import providers
@@ -23,6 +24,7 @@ from router_common.app import (
     create_redis,
     create_service_app,
     database_check,
+    on_draining,
     redis_check,
 )
 from router_common.db import create_engine, create_session_factory, upgrade_to_head
@@ -58,6 +60,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         recent_window=settings.health_window_attempts,
     )
     set_url_allowlist(Allowlist.parse(settings.provider_url_allowlist))
+    app.state.metrics_refreshers.append(
+        circuit_refresher(app.state.session_factory, app.state.health)
+    )
 
     server, health = create_server(settings.internal_service_token)
     providers_pb2_grpc.add_ProviderRegistryServicer_to_server(
@@ -73,6 +78,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
     await server.start()
     await mark_serving(health, [GRPC_SERVICE_NAME])
+    # Probes see NOT_SERVING as soon as SIGTERM arrives, while HTTP drains.
+    on_draining(app, lambda: mark_not_serving(health, [GRPC_SERVICE_NAME]))
     log.info("service_started", port=settings.http_port, grpc_port=settings.grpc_port)
     try:
         yield
@@ -82,12 +89,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await server.stop(settings.shutdown_grace_seconds)
         await app.state.redis.aclose()
         await app.state.engine.dispose()
+        log.info("service_stopped")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging("providers", settings.log_level)
     app = create_service_app(
+        service="providers",
+        settings=settings,
         title="Image Router providers service",
         description="Provider management (admins) and the provider registry.",
         lifespan=lifespan,
@@ -96,7 +106,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "redis": redis_check(app.state.redis),
         },
     )
-    app.state.settings = settings
     app.include_router(providers.router)
     # Added last, so it runs first and every later step gets the normalised path.
     app.add_middleware(NormalizePathMiddleware)

@@ -1,12 +1,14 @@
 """gRPC plumbing shared by servers and clients.
 
-Servers require the internal service token in the `x-internal-token` metadata
-and bind the caller's `x-request-id` to their log context. Clients send both.
+Servers require the internal service token in the `x-internal-token` metadata,
+bind the caller's `x-request-id` to their log context and log one `rpc` line
+per call (method, status code, latency). Clients send both metadata entries.
 """
 
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,6 +23,8 @@ REQUEST_ID_METADATA_KEY = "x-request-id"
 # Standard health-check method, reachable without the internal token so that
 # probes need no secret.
 _HEALTH_METHOD_PREFIX = "/grpc.health.v1.Health/"
+
+log = structlog.get_logger(__name__)
 
 
 class InternalTokenInterceptor(grpc.aio.ServerInterceptor):
@@ -54,7 +58,34 @@ class InternalTokenInterceptor(grpc.aio.ServerInterceptor):
         request_id = accept_request_id(metadata.get(REQUEST_ID_METADATA_KEY))
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
-        return await continuation(handler_call_details)
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        return _logged_unary(handler, handler_call_details.method)
+
+
+def _logged_unary(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    """Wrap a unary-unary handler so that each call logs one `rpc` line."""
+    behavior = handler.unary_unary
+
+    async def logged(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        started = time.perf_counter()
+        try:
+            return await behavior(request, context)
+        finally:
+            code = context.code()
+            log.info(
+                "rpc",
+                method=method,
+                status=getattr(code, "name", None) or "OK",
+                latency_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+
+    return grpc.unary_unary_rpc_method_handler(
+        logged,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
 
 
 def call_metadata(token: str) -> tuple[tuple[str, str], ...]:

@@ -40,6 +40,9 @@ class ServiceSettings(BaseSettings):
     http_port: int = 8000
     # Seconds to finish in-flight requests after SIGTERM.
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    # OTLP/HTTP collector address, such as http://collector:4318; empty turns
+    # tracing off.
+    otel_exporter_otlp_endpoint: str = ""
 
     @model_validator(mode="after")
     def _check_production_secrets(self) -> ServiceSettings:
