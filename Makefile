@@ -8,7 +8,7 @@ STACK := $(BIN)/python deploy/local/stack.py
 INSTALL_STAMP := $(VENV)/.installed
 PROJECT_FILES := $(wildcard libs/*/pyproject.toml services/*/pyproject.toml simulator/pyproject.toml) tests/requirements.txt deploy/local/install.sh
 
-.PHONY: install proto run stop status migrate test check-deploy lock lint clean
+.PHONY: install proto run stop status migrate test check-deploy lock lint clean bench
 
 install: $(INSTALL_STAMP)
 
@@ -50,6 +50,13 @@ check-deploy: install
 # pyproject.toml files; keeps existing pins unless LOCK_ARGS=--upgrade.
 lock: install
 	$(BIN)/python deploy/compose/lock_requirements.py $(LOCK_ARGS)
+
+# The benchmark beside LiteLLM and Portkey (long; not part of `make test`).
+# BENCH_DURATION=seconds per run (default 15), BENCH_QUICK=1 for a short try;
+# results go to bench/results/latest.md. Needs psutil, aiohttp and py-spy.
+bench: install
+	$(BIN)/pip install -q psutil aiohttp py-spy
+	$(BIN)/python -m bench
 
 lint: install
 	$(BIN)/ruff check .
