@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from stack import GENERATION_HTTP, ServiceSpec
+from tests.fixtures import run_sql
 
 POLL_SECONDS = 0.2
 
@@ -239,3 +240,26 @@ def test_sync_deadline_answers_504_and_job_goes_on(stack, new_user, tagged_provi
         assert finished["status"] == "succeeded"
     finally:
         stack.stop("generation-hurried")
+
+
+def test_job_given_up_after_max_runs(stack, client, new_user, tagged_provider):
+    _, tag = tagged_provider()
+    user = new_user()
+    max_runs = int(stack.common_env().get("JOB_MAX_RUNS", "3"))
+    generation_id = uuid.uuid4()
+    # A job whose process died mid-run as often as it may: its lease expired.
+    run_sql(
+        stack.profile.database_url,
+        "INSERT INTO generation.generations (id, user_id, status, prompt, n, size, "
+        "response_format, lease_owner, lease_expires_at, run_count, started_at) "
+        f"VALUES ('{generation_id}', '{user.id}', 'running', 'a ghost', 1, "
+        f"'256x256', 'url', 'gone:1', now() - interval '1 minute', {max_runs}, now())",
+    )
+
+    finished = wait_for_status(
+        client, str(generation_id), user.headers, {"succeeded", "failed"}, timeout=15
+    )
+    assert finished["status"] == "failed"
+    assert finished["error"]["type"] == "internal_error"
+    assert f"after {max_runs} runs" in finished["error"]["message"]
+    assert finished["images"] == []
