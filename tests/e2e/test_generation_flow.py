@@ -164,3 +164,20 @@ def test_generation_by_user_token(client, fallback_setup):
     )
     assert response.status_code == 200, response.text
     assert response.json()["data"]["status"] == "succeeded"
+
+
+def test_openai_surface_provider_error_not_retried(
+    gateway_url, new_user, new_api_key, new_provider, simulator_base, simulator_calls
+):
+    tag = f"down-{uuid.uuid4().hex[:8]}"
+    new_provider(simulator_base("fail=500", tag=tag))
+    key = new_api_key(new_user())
+    # The SDK retries 5xx by itself; the router tells it not to, because a
+    # retry would only call the failing providers again.
+    sdk = openai.OpenAI(base_url=f"{gateway_url}/v1", api_key=key, max_retries=2)
+    with pytest.raises(openai.InternalServerError) as raised:
+        sdk.images.generate(prompt="a storm", size="256x256")
+    assert raised.value.status_code == 502
+    assert raised.value.response.headers["x-should-retry"] == "false"
+    assert raised.value.body["type"] == "provider_error"
+    assert simulator_calls(tag)["count"] == 1
