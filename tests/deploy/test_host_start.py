@@ -129,9 +129,9 @@ class HostStack:
 
     def __post_init__(self) -> None:
         self.started: list[Started] = []
-        http, keys_http, providers_http, generation_http, keys_grpc, providers_grpc = (
-            free_ports(6)
-        )
+        ports = free_ports(7)
+        http, keys_http, providers_http, generation_http = ports[:4]
+        keys_grpc, providers_grpc, self.worker_metrics_port = ports[4:]
         self.http_ports = {
             "auth": http,
             "keys": keys_http,
@@ -163,6 +163,9 @@ class HostStack:
                 f"127.0.0.1:{self.grpc_ports['providers']}"
             )
             environment["IMAGES_DIR"] = str(self.folder / "images")
+            # The worker's own listener, away from a running `make run`'s.
+            environment["WORKER_METRICS_HOST"] = "127.0.0.1"
+            environment["WORKER_METRICS_PORT"] = str(self.worker_metrics_port)
         return environment
 
     def run(self, name: str, command: list[str], service: str) -> Started:

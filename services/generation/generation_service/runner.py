@@ -243,6 +243,14 @@ class GenerationRunner:
             produced, notes = await self._call_provider(target, call, generation.id)
         except ProviderFailure as raised:
             failure = raised
+        except RouterError:
+            # Our own failures, such as image storage being down, end the run.
+            raise
+        except Exception as error:  # noqa: BLE001 - one provider's fault, not ours
+            # A bug or an unexpected answer in one call (an unusable stored URL,
+            # say) must move on to the next provider, not fail the request.
+            log.exception("provider_call_crashed", provider=target.name)
+            failure = ProviderFailure("error", f"call failed: {type(error).__name__}")
         latency_ms = int((time.perf_counter() - started) * 1000)
 
         self._record_attempt(

@@ -13,7 +13,6 @@ from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
@@ -21,7 +20,7 @@ from pydantic import (
     model_serializer,
 )
 
-from router_common.schemas import ResponseModel
+from router_common.schemas import NoNulModel, ResponseModel
 
 MAX_PROMPT_LENGTH = 32_000
 MAX_IMAGES = 10
@@ -29,7 +28,7 @@ SIZE_PATTERN = r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$"
 DEFAULT_SIZE = "1024x1024"
 
 
-class GenerationRequest(BaseModel):
+class GenerationRequest(NoNulModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
     prompt: Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_LENGTH)]

@@ -7,6 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, field_serializer, field_validator
 
@@ -48,6 +49,11 @@ def _safe_url(value: str) -> str:
         check_url(value, _allowlist)
     except UnsafeUrlError as error:
         raise ValueError(f"baseUrl {error}") from None
+    parts = urlsplit(value)
+    if parts.query or parts.fragment or value.endswith(("?", "#")):
+        # Adapters append paths to the base URL, so a query or fragment would
+        # end up in the wrong place of every call.
+        raise ValueError("baseUrl must not have a query or a fragment")
     return value.rstrip("/")
 
 

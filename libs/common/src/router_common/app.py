@@ -53,7 +53,12 @@ def create_service_app(
     `readiness_checks` receives the app once it has started and returns the named
     checks that `/readyz` runs (database, Redis, gRPC peers).
     """
-    app = FastAPI(title=title, description=description, lifespan=lifespan)
+    # No trailing-slash redirects: Starlette builds their Location from the
+    # client's Host header, which would let a client choose where a redirect
+    # points. A path with an extra slash is 404 like any unknown path.
+    app = FastAPI(
+        title=title, description=description, lifespan=lifespan, redirect_slashes=False
+    )
     app.state.settings = settings
     app.state.draining = False
     app.state.drain_callbacks = []

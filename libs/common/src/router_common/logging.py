@@ -8,6 +8,7 @@ the response header.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import secrets
@@ -120,11 +121,13 @@ class RequestContextMiddleware:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status_code = 500
+        response_started = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status_code
+            nonlocal status_code, response_started
             if message["type"] == "http.response.start":
                 status_code = message["status"]
+                response_started = True
                 headers = [
                     (name, value)
                     for name, value in message.get("headers", [])
@@ -136,6 +139,14 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # Answered here rather than by Starlette's outermost handler, which
+            # re-raises, so that uvicorn keeps the connection open: nginx reuses
+            # it, and a closed one would fail another client's request.
+            if response_started:
+                raise
+            log.exception("unhandled_error")
+            await _send_internal_error(send_with_id, scope.get("path", ""))
         finally:
             path = scope.get("path", "")
             if not path.startswith(("/healthz", "/readyz", "/metrics")):
@@ -148,3 +159,20 @@ class RequestContextMiddleware:
                 )
             structlog.contextvars.clear_contextvars()
             request_id_var.reset(token)
+
+
+async def _send_internal_error(send: Send, path: str) -> None:
+    from router_common.errors import error_body
+
+    body = json.dumps(error_body(path, "internal_error", "Internal error", {})).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 500,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

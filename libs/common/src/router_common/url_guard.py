@@ -49,6 +49,11 @@ _IPV4_EMBEDDING_NETWORKS = (
 _HOST_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-_")
 
 
+# DNS limits (RFC 1035): a label has at most 63 octets, a name at most 253.
+MAX_LABEL_LENGTH = 63
+MAX_HOST_NAME_LENGTH = 253
+
+
 class UnsafeUrlError(ValueError):
     """The URL is malformed or points at an address that is not allowed."""
 
@@ -147,6 +152,10 @@ def check_url(url: str, allowlist: Allowlist) -> None:
     A host name that is not an address literal passes here unless it is a
     well-known internal name; `check_resolved_host` checks its addresses.
     """
+    if any(ord(character) <= 0x20 or ord(character) == 0x7F for character in url):
+        # Whitespace and control characters (CR and LF above all) could split
+        # a request line or header when the URL is used.
+        raise UnsafeUrlError("must not contain spaces or control characters")
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -171,6 +180,13 @@ def check_url(url: str, allowlist: Allowlist) -> None:
     if not set(host) <= _HOST_NAME_CHARACTERS:
         raise UnsafeUrlError(
             f"host {host!r} contains characters outside a-z, 0-9, '.', '-' and '_'"
+        )
+    if len(host) > MAX_HOST_NAME_LENGTH or any(
+        not label or len(label) > MAX_LABEL_LENGTH for label in host.split(".")
+    ):
+        raise UnsafeUrlError(
+            f"host {host[:80]!r} is not a valid DNS name (labels of 1 to "
+            f"{MAX_LABEL_LENGTH} characters, {MAX_HOST_NAME_LENGTH} in all)"
         )
     if host in INTERNAL_HOST_NAMES or host.endswith(INTERNAL_HOST_SUFFIXES):
         raise UnsafeUrlError(f"points at an internal host name ({host})")
