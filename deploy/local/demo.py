@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING, Any
@@ -89,8 +90,16 @@ def register_demo_providers(stack: Stack) -> None:
         {"email": env["ADMIN_EMAIL"], "password": env["ADMIN_PASSWORD"]},
     )
     if status != 200:
-        print(f"Could not log in as the admin to register demo providers: {body}")
-        return
+        print(
+            "Could not log in as the admin to register the demo providers "
+            f"({status}: {body.get('error', {}).get('message', body)}).\n"
+            "The database was probably set up by another checkout with other "
+            "secrets. Run this checkout on a database of its own, for example:\n"
+            "  make stop && DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/"
+            "image_router_mine make run",
+            file=sys.stderr,
+        )
+        raise SystemExit(1)
     token = body["data"]["token"]
     _, listing = _request("GET", f"{base}/api/v1/providers", token=token)
     existing = {item["name"] for item in listing.get("data", {}).get("items", [])}
