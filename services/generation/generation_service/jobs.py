@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, null, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -278,22 +278,37 @@ class JobStore:
 
         Returns the generation and whether the result was recorded; a run that
         lost its lease records nothing, because another run owns the job now.
+        One transaction: the job's UPDATE, conditional on the lease and returning
+        the row, then one multi-row INSERT each for attempts and images. The
+        returned generation is built from that row and the run's own rows, so
+        it is detached and nothing is read back.
         """
+        generations = Generation.__table__
         async with self.session_factory() as session:
-            generation = await session.get(
-                Generation, generation_id, with_for_update=True
-            )
-            assert generation is not None
-            if generation.lease_owner != self.instance_id:
+            row = (
+                await session.execute(
+                    update(generations)
+                    .where(generations.c.id == generation_id)
+                    .where(generations.c.lease_owner == self.instance_id)
+                    .values(_result_values(result))
+                    .returning(*generations.c)
+                )
+            ).one_or_none()
+            if row is None:
                 await session.rollback()
                 log.warning("job_lease_lost", generation_id=str(generation_id))
                 return await self.load(generation_id), False
 
-            session.add_all(result.attempts)
-            session.add_all(result.images)
-            _apply_result(generation, result)
+            for rows in (result.attempts, result.images):
+                if rows:
+                    table = type(rows[0]).__table__
+                    await session.execute(
+                        insert(table).values([_column_values(r) for r in rows])
+                    )
             await session.commit()
-            await session.refresh(generation, ["attempts", "images"])
+        generation = Generation(**row._asdict())
+        generation.attempts = list(result.attempts)
+        generation.images = list(result.images)
         return generation, True
 
     async def give_up(self, generation: Generation, message: str) -> None:
@@ -320,20 +335,38 @@ def _key_reused() -> ConflictError:
     )
 
 
-def _apply_result(generation: Generation, result: StoredResult) -> None:
+def _result_values(result: StoredResult) -> dict[str, Any]:
+    """Column values of the job row once the run's result is recorded."""
     succeeded = result.error is None
-    generation.status = "succeeded" if succeeded else "failed"
-    generation.progress = 100 if succeeded else generation.progress
-    generation.completed_at = datetime.now(UTC)
-    generation.lease_owner = None
-    generation.lease_expires_at = None
+    values: dict[str, Any] = {
+        "status": "succeeded" if succeeded else "failed",
+        "completed_at": datetime.now(UTC),
+        "lease_owner": None,
+        "lease_expires_at": None,
+    }
+    if succeeded:
+        values["progress"] = 100
     if result.images:
         first = result.images[0]
-        generation.provider_id = first.provider_id
-        generation.provider_name = _provider_name(result, first.provider_id)
-        generation.cost = sum((image.cost for image in result.images), Decimal(0))
+        values["provider_id"] = first.provider_id
+        values["provider_name"] = _provider_name(result, first.provider_id)
+        values["cost"] = sum((image.cost for image in result.images), Decimal(0))
     if result.error is not None:
-        generation.error = error_record(result.error)
+        values["error"] = error_record(result.error)
+    return values
+
+
+def _column_values(row: Attempt | Image) -> dict[str, Any]:
+    """Column values of a row for a Core INSERT; None becomes SQL NULL.
+
+    Every column is set by the code that builds these rows, ids included. A
+    plain None would be stored as JSON `null` in a JSONB column.
+    """
+    values = {}
+    for column in row.__table__.c:
+        value = getattr(row, column.key)
+        values[column.key] = null() if value is None else value
+    return values
 
 
 def _provider_name(result: StoredResult, provider_id: uuid.UUID) -> str | None:

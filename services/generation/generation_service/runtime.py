@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
+from httpx_aiohttp import HttpxAiohttpClient
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
@@ -42,6 +43,20 @@ async def forward_request_id(request: httpx.Request) -> None:
         request.headers[REQUEST_ID_HEADER] = request_id
 
 
+def create_provider_client() -> httpx.AsyncClient:
+    """Build the HTTP client for provider calls and image downloads.
+
+    Redirects are never followed, because a provider could point one inside the
+    network. The transport is aiohttp's (httpx-aiohttp), because httpx's own
+    connection pool took several times longer per call in the benchmark.
+    """
+    return HttpxAiohttpClient(
+        follow_redirects=False,
+        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+        event_hooks={"request": [forward_request_id]},
+    )
+
+
 @asynccontextmanager
 async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     engine = create_engine(settings.database_url)
@@ -55,12 +70,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     )
     store = create_image_store(settings)
     jobs = JobStore(session_factory, settings, f"{socket.gethostname()}:{os.getpid()}")
-    # Redirects are never followed: a provider could point one inside the network.
-    client = httpx.AsyncClient(
-        follow_redirects=False,
-        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
-        event_hooks={"request": [forward_request_id]},
-    )
+    client = create_provider_client()
     runner = GenerationRunner(
         settings=settings, peers=peers, store=store, client=client, jobs=jobs
     )

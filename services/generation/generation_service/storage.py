@@ -21,7 +21,12 @@ from typing import TYPE_CHECKING, Protocol
 import httpx
 from PIL import Image, UnidentifiedImageError
 
-from generation_service.adapters.base import ProviderFailure
+from generation_service.adapters.base import (
+    TRANSPORT_ERRORS,
+    ProviderFailure,
+    error_name,
+    is_timeout,
+)
 from router_common.errors import ServiceUnavailableError
 from router_common.url_guard import (
     Allowlist,
@@ -252,10 +257,10 @@ async def fetch_provider_image(
                         "error", f"image larger than {max_bytes} bytes"
                     )
                 chunks.append(chunk)
-    except httpx.TimeoutException as error:
-        raise ProviderFailure("timeout", "image download timed out") from error
-    except httpx.HTTPError as error:
+    except TRANSPORT_ERRORS as error:
+        if is_timeout(error):
+            raise ProviderFailure("timeout", "image download timed out") from error
         raise ProviderFailure(
-            "error", f"image download failed: {type(error).__name__}"
+            "error", f"image download failed: {error_name(error)}"
         ) from error
     return b"".join(chunks)

@@ -19,6 +19,7 @@ from generation_service.adapters.base import (
     ProviderResult,
     ProviderTarget,
 )
+from generation_service.runtime import create_provider_client
 from generation_service.storage import fetch_provider_image
 from router_common.url_guard import Allowlist
 from stack import Stack
@@ -66,7 +67,7 @@ def sim_target(stack: Stack) -> Callable[..., ProviderTarget]:
 
 @pytest.fixture
 def call_adapter(stack: Stack) -> Callable[..., tuple[ProviderResult, AdapterRun]]:
-    """Call an adapter once with a real httpx client, as the runner does.
+    """Call an adapter once with the service's own HTTP client, as the runner does.
 
     Images at URLs go through the router's URL guard, with the simulator's
     address allow-listed as the test stack allows it.
@@ -84,7 +85,7 @@ def call_adapter(stack: Stack) -> Callable[..., tuple[ProviderResult, AdapterRun
         timeout = target.timeout_ms / 1000
 
         async def main() -> ProviderResult:
-            async with httpx.AsyncClient() as client:
+            async with create_provider_client() as client:
 
                 async def fetch_image(url: str) -> bytes:
                     run.fetched_urls.append(url)

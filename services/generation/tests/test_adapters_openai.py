@@ -4,7 +4,9 @@ fault the simulator injects, and fallback through the running router."""
 from __future__ import annotations
 
 import io
+import socket
 import uuid
+from dataclasses import replace
 
 import pytest
 from PIL import Image
@@ -339,3 +341,19 @@ def test_router_rate_limit_moves_on(
     assert outcomes == [(first["name"], "rate_limited"), (second["name"], "success")]
     assert simulator_calls(limited)["count"] == 1
     assert simulator_calls(healthy)["count"] == 1
+
+
+def test_refused_connection_is_an_error(sim_target, call_adapter):
+    # A bound socket that never listens refuses every connection at once.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        target = replace(
+            sim_target("openai", tag=new_tag("oa-refused")),
+            base_url=f"http://127.0.0.1:{port}/v1",
+        )
+        call = ProviderCall(prompt="a fox", n=1, size="256x256")
+        with pytest.raises(ProviderFailure) as raised:
+            call_adapter(OPENAI, target, call)
+    assert raised.value.outcome == "error"
+    assert raised.value.message == "connection failed: ClientConnectorError"

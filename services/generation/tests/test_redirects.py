@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import pytest
 
 from generation_service.adapters.base import ProviderCall, ProviderFailure
 from generation_service.adapters.openai import OpenAIAdapter
+from generation_service.runtime import create_provider_client
 from generation_service.storage import fetch_provider_image
 from router_common.url_guard import Allowlist
 from stack import GENERATION_HTTP
@@ -64,7 +64,7 @@ def test_provider_redirect_is_not_followed(
     )
 
     async def call() -> None:
-        async with httpx.AsyncClient(follow_redirects=False) as client:
+        async with create_provider_client() as client:
             await OpenAIAdapter(model_rules=False).generate(
                 client,
                 provider,
@@ -89,7 +89,7 @@ def test_image_download_redirect_is_not_followed(
     target["url"] = f"{stack.simulator_url}/s/tag={tag}/files/anything.png"
 
     async def download() -> bytes:
-        async with httpx.AsyncClient(follow_redirects=False) as client:
+        async with create_provider_client() as client:
             return await fetch_provider_image(
                 client,
                 f"http://{address}/image.png",

@@ -1,29 +1,26 @@
 """The gRPC ProviderRegistry: selection, outcome reports, call slots, catalogue.
 
-Every RPC reads the providers table afresh, so an edit or a status change made
-through any replica applies to the next call. Status codes: INVALID_ARGUMENT
-for a malformed request, NOT_FOUND for an unknown provider id, UNAVAILABLE
-when Postgres or Redis cannot be reached.
+Every RPC checks the providers' rows version in Redis and reloads its in-memory
+copy of the table when it changed (see `row_cache`), so an edit or a status
+change made through any replica applies to the next call. Status codes:
+INVALID_ARGUMENT for a malformed request, NOT_FOUND for an unknown provider id,
+UNAVAILABLE when Postgres or Redis cannot be reached.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from typing import NoReturn
 
 import grpc
 import structlog
 from redis.exceptions import RedisError
-from sqlalchemy import select as sql_select
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from imagerouter.v1 import providers_pb2, providers_pb2_grpc
 from providers_service import catalogue, metrics, routing
 from providers_service.health import HALF_OPEN, OPEN, HealthStore, ProviderState
-from providers_service.models import Provider
-from providers_service.secrets import SecretBox
+from providers_service.row_cache import ProviderRowCache, RegistryView
 
 log = structlog.get_logger(__name__)
 OUTCOMES = frozenset(
@@ -35,15 +32,13 @@ MAX_ERROR_MESSAGE_CHARS = 500
 class ProviderRegistry(providers_pb2_grpc.ProviderRegistryServicer):
     def __init__(
         self,
-        session_factory: async_sessionmaker,
-        secret_box: SecretBox,
+        rows: ProviderRowCache,
         health: HealthStore,
         *,
         default_strategy: str,
         rate_limited_pause_seconds: int,
     ) -> None:
-        self._session_factory = session_factory
-        self._secret_box = secret_box
+        self._rows = rows
         self._health = health
         self._default_strategy = default_strategy
         self._rate_limited_pause_seconds = rate_limited_pause_seconds
@@ -60,24 +55,23 @@ class ProviderRegistry(providers_pb2_grpc.ProviderRegistryServicer):
                 f"unknown routing strategy {request.routing!r}; expected one of "
                 + ", ".join(routing.ROUTING_STRATEGIES),
             )
-        try:
-            providers, states = await self._load_with_states(context)
-            rotation = 0
-            if strategy == "round_robin":
-                rotation = await self._health.next_rotation()
-        except RedisError as error:
-            await _abort_unavailable(context, "health store", error)
-
+        view, states = await self._load_with_states(
+            context, rotate=strategy == "round_robin"
+        )
         selection = routing.select(
-            providers,
+            view.rows.providers,
             states,
             size=request.size,
             model=request.model,
             name=request.provider_name,
             strategy=strategy,
-            rotation=rotation,
+            rotation=view.rotation,
         )
-        messages = self._messages(selection.candidates)
+        messages = [
+            view.rows.messages[str(provider.id)]
+            for provider in selection.candidates
+            if str(provider.id) in view.rows.messages
+        ]
         # A candidate whose secret cannot be read is unavailable, not unable.
         unreadable = len(selection.candidates) - len(messages)
         return providers_pb2.SelectProvidersResponse(
@@ -137,11 +131,8 @@ class ProviderRegistry(providers_pb2_grpc.ProviderRegistryServicer):
         context: grpc.aio.ServicerContext,
     ) -> providers_pb2.AcquireSlotResponse:
         provider_id = await _require_uuid(request.provider_id, context)
-        try:
-            async with self._session_factory() as session:
-                provider = await session.get(Provider, provider_id)
-        except DBAPIError as error:
-            await _abort_unavailable(context, "database", error)
+        view = await self._read_rows(context)
+        provider = view.rows.by_id.get(str(provider_id))
         if provider is None:
             await context.abort(
                 grpc.StatusCode.NOT_FOUND, f"no provider with id {provider_id}"
@@ -182,11 +173,10 @@ class ProviderRegistry(providers_pb2_grpc.ProviderRegistryServicer):
         request: providers_pb2.ListCatalogueRequest,
         context: grpc.aio.ServicerContext,
     ) -> providers_pb2.ListCatalogueResponse:
-        try:
-            providers, states = await self._load_with_states(context)
-        except RedisError as error:
-            await _abort_unavailable(context, "health store", error)
-        available = [p for p in providers if routing.is_available(p, states[str(p.id)])]
+        view, states = await self._load_with_states(context)
+        available = [
+            p for p in view.rows.providers if routing.is_available(p, states[str(p.id)])
+        ]
         listing = catalogue.build(available)
         return providers_pb2.ListCatalogueResponse(
             models=[
@@ -198,48 +188,26 @@ class ProviderRegistry(providers_pb2_grpc.ProviderRegistryServicer):
             sizes=listing.sizes,
         )
 
-    async def _load_with_states(
-        self, context: grpc.aio.ServicerContext
-    ) -> tuple[list[Provider], dict[str, ProviderState]]:
+    async def _read_rows(
+        self, context: grpc.aio.ServicerContext, *, rotate: bool = False
+    ) -> RegistryView:
         try:
-            async with self._session_factory() as session:
-                providers = list(await session.scalars(sql_select(Provider)))
+            return await self._rows.read(rotate=rotate)
+        except RedisError as error:
+            await _abort_unavailable(context, "health store", error)
         except DBAPIError as error:
             await _abort_unavailable(context, "database", error)
-        states = await self._health.read_states([str(p.id) for p in providers])
-        return providers, states
 
-    def _messages(self, providers: Sequence[Provider]) -> list[providers_pb2.Provider]:
-        messages = []
-        for provider in providers:
-            try:
-                api_key = self._secret_box.decrypt(provider.api_key_encrypted)
-            except ValueError as error:
-                # Skipped rather than failing the whole selection.
-                log.error(
-                    "provider_secret_unreadable",
-                    provider_id=str(provider.id),
-                    error=str(error),
-                )
-                continue
-            messages.append(_to_message(provider, api_key))
-        return messages
-
-
-def _to_message(provider: Provider, api_key: str) -> providers_pb2.Provider:
-    return providers_pb2.Provider(
-        id=str(provider.id),
-        name=provider.name,
-        type=provider.type,
-        base_url=provider.base_url,
-        api_key=api_key,
-        priority=provider.priority,
-        cost_per_image=format(provider.cost_per_image.normalize(), "f"),
-        max_images_per_request=provider.max_images_per_request,
-        timeout_ms=provider.timeout_ms,
-        models=list(provider.models),
-        supported_sizes=list(provider.supported_sizes),
-    )
+    async def _load_with_states(
+        self, context: grpc.aio.ServicerContext, *, rotate: bool = False
+    ) -> tuple[RegistryView, dict[str, ProviderState]]:
+        view = await self._read_rows(context, rotate=rotate)
+        ids = [str(provider.id) for provider in view.rows.providers]
+        try:
+            states = await self._health.read_states(ids, now_ms=view.now_ms)
+        except RedisError as error:
+            await _abort_unavailable(context, "health store", error)
+        return view, states
 
 
 async def _require_uuid(value: str, context: grpc.aio.ServicerContext) -> uuid.UUID:

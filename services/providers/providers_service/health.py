@@ -272,11 +272,18 @@ class HealthStore:
         return SlotDecision(bool(granted), _text(reason), int(retry_after_ms))
 
     async def read_states(
-        self, provider_ids: Sequence[str]
+        self, provider_ids: Sequence[str], now_ms: int | None = None
     ) -> dict[str, ProviderState]:
-        """Read the state of several providers (two round trips in all)."""
-        seconds, microseconds = await self._redis.time()
-        now_ms = int(seconds) * 1000 + int(microseconds) // 1000
+        """Read the state of several providers in one round trip.
+
+        `now_ms` is the Redis server's clock in unix milliseconds. Without it,
+        one more round trip reads the clock first.
+        """
+        if now_ms is None:
+            seconds, microseconds = await self._redis.time()
+            now_ms = int(seconds) * 1000 + int(microseconds) // 1000
+        if not provider_ids:
+            return {}
         async with self._redis.pipeline(transaction=False) as pipe:
             for provider_id in provider_ids:
                 pipe.hgetall(circuit_key(provider_id))
@@ -328,9 +335,6 @@ class HealthStore:
             "message": _text(stored.get(b"last_error_message", b"")),
             "at_ms": _text(stored[b"last_error_at"]),
         }
-
-    async def next_rotation(self) -> int:
-        return int(await self._redis.incr(ROUND_ROBIN_KEY))
 
     async def forget(self, provider_id: str) -> None:
         await self._redis.delete(*provider_keys(provider_id))

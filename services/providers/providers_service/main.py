@@ -17,6 +17,7 @@ from providers_service.metrics import circuit_refresher
 from providers_service.models import SCHEMA
 from providers_service.paths import NormalizePathMiddleware
 from providers_service.routes import providers
+from providers_service.row_cache import ProviderRowCache
 from providers_service.schemas import set_url_allowlist
 from providers_service.secrets import SecretBox
 from providers_service.settings import Settings, get_settings
@@ -67,8 +68,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     server, health = create_server(settings.internal_service_token)
     providers_pb2_grpc.add_ProviderRegistryServicer_to_server(
         ProviderRegistry(
-            app.state.session_factory,
-            app.state.secret_box,
+            ProviderRowCache(
+                app.state.redis, app.state.session_factory, app.state.secret_box
+            ),
             app.state.health,
             default_strategy=settings.routing_strategy,
             rate_limited_pause_seconds=settings.rate_limited_pause_seconds,

@@ -14,8 +14,10 @@ from collections.abc import Callable
 from sqlalchemy import select
 
 from providers_service.models import Provider
+from providers_service.row_cache import mark_rows_changed
 from providers_service.secrets import SecretBox
 from providers_service.settings import get_settings
+from router_common.app import create_redis
 from router_common.db import create_engine, create_session_factory
 
 
@@ -53,6 +55,12 @@ async def rotate_secrets() -> int:
                 provider.api_key_encrypted = rotated
                 count += 1
             await session.commit()
+        # Registries keep the old tokens in memory until the rows version changes.
+        redis = create_redis(settings.redis_url)
+        try:
+            await mark_rows_changed(redis)
+        finally:
+            await redis.aclose()
     finally:
         await engine.dispose()
     print(f"Re-encrypted the API keys of {count} providers with the first key")

@@ -277,3 +277,30 @@ def second_registry_spec(stack) -> ServiceSpec:
         health_url=f"http://127.0.0.1:{http_port}/healthz",
         ready_url=f"http://127.0.0.1:{http_port}/readyz",
     )
+
+
+def test_cached_rows_follow_every_admin_write(
+    registry, new_provider, sim, client, admin
+):
+    provider = new_provider(sim, name="before", priority=1)
+    assert registry.select() == ["before"]
+
+    renamed = client.put(
+        f"/api/v1/providers/{provider['id']}",
+        json={"name": "after", "supportedSizes": ["256x256"]},
+        headers=admin.headers,
+    )
+    assert renamed.status_code == 200, renamed.text
+    assert registry.select() == []
+    assert registry.select(size="256x256") == ["after"]
+
+    added = new_provider(sim, name="added", priority=2)
+    assert registry.select(size="256x256") == ["after", "added"]
+    assert registry.acquire(added["id"]).granted
+
+    deleted = client.delete(f"/api/v1/providers/{added['id']}", headers=admin.headers)
+    assert deleted.status_code == 200, deleted.text
+    assert registry.select(size="256x256") == ["after"]
+    with pytest.raises(grpc.RpcError) as missing:
+        registry.acquire(added["id"])
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND

@@ -9,8 +9,10 @@ import uuid
 
 import asyncpg
 import pytest
+import redis
 from cryptography.fernet import Fernet, InvalidToken
 
+from providers_service.row_cache import ROWS_VERSION_KEY
 from providers_service.settings import Settings
 from stack import ROOT, VENV_PYTHON
 from tests.fixtures import run_sql
@@ -235,6 +237,10 @@ def test_unreadable_secret_makes_provider_unavailable(
         "UPDATE providers.providers SET api_key_encrypted = "
         f"decode('{foreign.hex()}', 'hex') WHERE id = '{provider['id']}'",
     )
+    # A write made in SQL is seen by the registries only once the rows version
+    # they cache is cleared.
+    with redis.Redis.from_url(stack.profile.redis_url) as store:
+        store.delete(ROWS_VERSION_KEY)
     user = new_user()
     response = client.post(
         "/api/v1/images/generations",

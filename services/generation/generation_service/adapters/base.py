@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
 
+import aiohttp
 import httpx
 
 # Outcomes after which the next candidate provider is tried.
@@ -92,6 +93,39 @@ class ProviderFailure(Exception):
     @property
     def retryable(self) -> bool:
         return self.outcome in RETRYABLE_OUTCOMES
+
+
+# Errors an HTTP call through the shared client can raise: httpx's own, and the
+# aiohttp errors that httpx-aiohttp 0.2.0 passes on unmapped, such as
+# ClientResponseError for a malformed response.
+TRANSPORT_ERRORS = (httpx.HTTPError, aiohttp.ClientError)
+
+
+def is_timeout(error: Exception) -> bool:
+    """Tell whether a transport error is a time-out rather than a failed connection.
+
+    httpx-aiohttp 0.2.0 maps every aiohttp connection error, a refused
+    connection included, to httpx.ConnectTimeout. Its real time-outs come from
+    aiohttp errors that subclass TimeoutError, so the cause decides.
+    """
+    if not isinstance(error, httpx.TimeoutException):
+        return isinstance(error, TimeoutError)
+    return error.__cause__ is None or isinstance(error.__cause__, TimeoutError)
+
+
+def error_name(error: Exception) -> str:
+    """Name the underlying error class, e.g. ClientConnectorError, for messages."""
+    cause = error.__cause__
+    if isinstance(error, httpx.HTTPError) and isinstance(cause, aiohttp.ClientError):
+        return type(cause).__name__
+    return type(error).__name__
+
+
+def call_failure(error: Exception, timeout: float) -> ProviderFailure:
+    """Classify a provider call that raised a transport error."""
+    if is_timeout(error):
+        return ProviderFailure("timeout", f"no response within {timeout:.1f} s")
+    return ProviderFailure("error", f"connection failed: {error_name(error)}")
 
 
 # Downloads an image a provider points at, through the router's URL guard.

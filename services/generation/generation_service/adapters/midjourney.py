@@ -26,6 +26,7 @@ import structlog
 from PIL import Image, UnidentifiedImageError
 
 from generation_service.adapters.base import (
+    TRANSPORT_ERRORS,
     ImageFetcher,
     ProgressCallback,
     ProviderCall,
@@ -33,6 +34,7 @@ from generation_service.adapters.base import (
     ProviderImage,
     ProviderResult,
     ProviderTarget,
+    call_failure,
     retry_after_seconds,
 )
 
@@ -231,14 +233,8 @@ async def _request(
         return await client.request(
             method, url, headers=headers, timeout=timeout, **arguments
         )
-    except httpx.TimeoutException as error:
-        raise ProviderFailure(
-            "timeout", f"no response within {timeout:.1f} s"
-        ) from error
-    except httpx.HTTPError as error:
-        raise ProviderFailure(
-            "error", f"connection failed: {type(error).__name__}"
-        ) from error
+    except TRANSPORT_ERRORS as error:
+        raise call_failure(error, timeout) from error
 
 
 async def _report_progress(

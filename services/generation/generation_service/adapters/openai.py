@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from generation_service.adapters.base import (
+    TRANSPORT_ERRORS,
     ImageFetcher,
     ProgressCallback,
     ProviderCall,
@@ -23,6 +24,7 @@ from generation_service.adapters.base import (
     ProviderImage,
     ProviderResult,
     ProviderTarget,
+    call_failure,
     retry_after_seconds,
 )
 from generation_service.adapters.openai_models import (
@@ -89,14 +91,8 @@ class OpenAIAdapter:
             response = await client.post(
                 url, json=request_body(call), headers=headers, timeout=timeout
             )
-        except httpx.TimeoutException as error:
-            raise ProviderFailure(
-                "timeout", f"no response within {timeout:.1f} s"
-            ) from error
-        except httpx.HTTPError as error:
-            raise ProviderFailure(
-                "error", f"connection failed: {type(error).__name__}"
-            ) from error
+        except TRANSPORT_ERRORS as error:
+            raise call_failure(error, timeout) from error
 
         if response.status_code != 200:
             raise failure_from_response(response)

@@ -26,6 +26,7 @@ import httpx
 from PIL import Image, UnidentifiedImageError
 
 from generation_service.adapters.base import (
+    TRANSPORT_ERRORS,
     ImageFetcher,
     ProgressCallback,
     ProviderCall,
@@ -33,6 +34,7 @@ from generation_service.adapters.base import (
     ProviderImage,
     ProviderResult,
     ProviderTarget,
+    call_failure,
     retry_after_seconds,
 )
 
@@ -122,14 +124,8 @@ class StabilityAdapter:
         parts = {name: (None, value) for name, value in fields.items()}
         try:
             return await client.post(url, files=parts, headers=headers, timeout=timeout)
-        except httpx.TimeoutException as error:
-            raise ProviderFailure(
-                "timeout", f"no response within {timeout:.1f} s"
-            ) from error
-        except httpx.HTTPError as error:
-            raise ProviderFailure(
-                "error", f"connection failed: {type(error).__name__}"
-            ) from error
+        except TRANSPORT_ERRORS as error:
+            raise call_failure(error, timeout) from error
 
 
 def parse_size(size: str) -> tuple[int, int]:

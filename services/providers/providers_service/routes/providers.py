@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from providers_service.health import HealthStore, ProviderState
 from providers_service.models import Provider
+from providers_service.row_cache import mark_rows_changed
 from providers_service.schemas import (
     LastError,
     ProviderCreate,
@@ -99,6 +100,7 @@ async def create_provider(
     )
     session.add(provider)
     await _commit_unique_name(session, body.name)
+    await _announce_change(request, provider)
     await session.refresh(provider)
     log.info("provider_created", provider_id=str(provider.id), provider=provider.name)
     return Envelope(data=ProviderOut.model_validate(provider))
@@ -160,6 +162,7 @@ async def update_provider(
             value = value.value
         setattr(provider, COLUMNS.get(name, name), value)
     await _commit_unique_name(session, provider.name)
+    await _announce_change(request, provider)
     await session.refresh(provider)
     log.info(
         "provider_updated",
@@ -177,6 +180,7 @@ async def set_provider_status(
     body = await parse_body(request, StatusUpdate)
     provider.status = body.status.value
     await session.commit()
+    await _announce_change(request, provider)
     await session.refresh(provider)
     log.info(
         "provider_status_changed", provider_id=str(provider.id), status=provider.status
@@ -193,6 +197,7 @@ async def delete_provider(
     provider = await _load(session, provider_id)
     await session.delete(provider)
     await session.commit()
+    await _announce_change(request, provider)
     try:
         await _health_store(request).forget(str(provider.id))
     except RedisError as error:
@@ -264,6 +269,26 @@ async def _commit_unique_name(session: AsyncSession, name: str) -> None:
         raise ConflictError(
             f"A provider named {name!r} already exists; choose another name",
             details={"fields": [{"field": "name", "message": "Already in use"}]},
+        ) from error
+
+
+async def _announce_change(request: Request, provider: Provider) -> None:
+    """Tell every registry process to reload its rows after a committed write."""
+    try:
+        await mark_rows_changed(request.app.state.redis)
+    except RedisError as error:
+        # The change is committed, but registries keep routing on their old copy
+        # until the next write that reaches Redis.
+        log.error(
+            "provider_change_not_announced",
+            provider_id=str(provider.id),
+            error=type(error).__name__,
+        )
+        raise ServiceUnavailableError(
+            "The change was saved, but the provider registries were not notified "
+            "because Redis cannot be reached. Once Redis is back, update any "
+            "provider so that they reload",
+            headers={"Retry-After": "5"},
         ) from error
 
 
