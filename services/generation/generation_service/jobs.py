@@ -38,7 +38,7 @@ CLAIMABLE_STATUSES = ("queued", "running")
 
 @dataclass(frozen=True, slots=True)
 class StoredResult:
-    """What a run produced, ready to be written: rows and the error, if any."""
+    """A run's result, ready to be written: its rows and the error, if any."""
 
     attempts: list[Attempt]
     images: list[Image]
@@ -171,7 +171,7 @@ class JobStore:
     async def find_by_idempotency_key(
         self, user_id: str, key: str, body: GenerationRequest
     ) -> Generation | None:
-        """The job an earlier request with this key made; 409 for another body."""
+        """Return the job an earlier request with this key made; 409 for another body."""
         async with self.session_factory() as session:
             bound = await session.get(IdempotencyKey, (uuid.UUID(user_id), key))
         if bound is None:

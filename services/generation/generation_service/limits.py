@@ -115,7 +115,7 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
-    """What a request consumed, so that its images can be given back."""
+    """The limits a request consumed from, so that its images can be given back."""
 
     quota_keys: tuple[str, ...]
     images: int

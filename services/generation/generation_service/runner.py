@@ -68,7 +68,7 @@ class ProducedImage:
 
 @dataclass(slots=True)
 class RunState:
-    """What one run has produced so far; written to the database at its end."""
+    """The attempts and images of one run so far, written to the database at its end."""
 
     attempts: list[Attempt] = field(default_factory=list)
     images: list[ProducedImage] = field(default_factory=list)

@@ -1,4 +1,4 @@
-"""What the API process and the worker process both need at run time."""
+"""The clients and stores that the API process and the worker both use."""
 
 from __future__ import annotations
 
