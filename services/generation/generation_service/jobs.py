@@ -171,7 +171,10 @@ class JobStore:
     async def find_by_idempotency_key(
         self, user_id: str, key: str, body: GenerationRequest
     ) -> Generation | None:
-        """Return the job an earlier request with this key made; 409 for another body."""
+        """Return the job an earlier request with this key made.
+
+        Raises 409 when the key came with another body.
+        """
         async with self.session_factory() as session:
             bound = await session.get(IdempotencyKey, (uuid.UUID(user_id), key))
         if bound is None:
