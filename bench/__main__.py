@@ -405,7 +405,9 @@ def _command_output(command: list[str], cwd: Path | None = None) -> str:
         )
     except (OSError, subprocess.TimeoutExpired) as error:
         return f"unknown ({error})"
-    return (completed.stdout or completed.stderr).strip().splitlines()[0]
+    lines = (completed.stdout or completed.stderr).strip().splitlines()
+    # An empty output is an answer too: `git status --porcelain` on a clean tree.
+    return lines[0] if lines else ""
 
 
 def collect_versions() -> dict[str, str]:
