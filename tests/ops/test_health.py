@@ -72,6 +72,7 @@ def throwaway_postgres(port: int) -> Iterator[tuple[str, int]]:
         capture_output=True,
         timeout=120,
     )
+    log = open(folder / "postgres.log", "wb")  # noqa: SIM115 - closed below
     server = subprocess.Popen(
         [
             *prefix,
@@ -86,10 +87,11 @@ def throwaway_postgres(port: int) -> Iterator[tuple[str, int]]:
             "listen_addresses=127.0.0.1",
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log,
     )
+    log.close()
     try:
-        pid = _wait_postmaster(data, port)
+        pid = _wait_postmaster(data, port, server, folder / "postgres.log")
         yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres", pid
     finally:
         pid_file = data / "postmaster.pid"
@@ -99,16 +101,21 @@ def throwaway_postgres(port: int) -> Iterator[tuple[str, int]]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _wait_postmaster(data: Path, port: int) -> int:
+def _wait_postmaster(
+    data: Path, port: int, server: subprocess.Popen[bytes], log: Path
+) -> int:
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and server.poll() is None:
         pid_file = data / "postmaster.pid"
         if pid_file.exists():
             with socket.socket() as probe:
                 if probe.connect_ex(("127.0.0.1", port)) == 0:
                     return int(pid_file.read_text().split()[0])
         time.sleep(0.1)
-    raise RuntimeError(f"the throwaway Postgres did not start on port {port}")
+    output = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+    raise RuntimeError(
+        f"the throwaway Postgres did not start on port {port}; its log:\n{output}"
+    )
 
 
 def test_readiness_follows_postgres(stack: Stack) -> None:

@@ -187,6 +187,12 @@ def test_worker_killed_mid_job_completes_once(
         client, generation_id, user.headers, {"running"}, timeout=10
     )
     assert running["status"] == "running"
+    # Kill the worker while its provider call is in flight (the provider
+    # answers after 2.5 s), not before the call has started.
+    deadline = time.monotonic() + 10
+    while simulator_calls(tag)["count"] < 1:
+        assert time.monotonic() < deadline, "the worker never called the provider"
+        time.sleep(POLL_SECONDS)
     worker_pid = stack.running_pid("worker")
     assert worker_pid is not None
     os.kill(worker_pid, signal.SIGKILL)

@@ -134,6 +134,9 @@ def redis_check(redis: Redis) -> ReadinessCheck:
     return check
 
 
+# How long an idle HTTP connection stays open; see `serve`.
+UPSTREAM_KEEP_ALIVE_SECONDS = 75
+
 # Connections per process. When all are busy, a command waits for one (up to
 # REDIS_POOL_WAIT_SECONDS) instead of failing at once, so that a burst of
 # concurrent requests queues briefly rather than answering 503.
@@ -186,5 +189,9 @@ def serve(
         # uvicorn passes this to asyncio.timeout, so fractions of a second work.
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,  # type: ignore[arg-type]
         proxy_headers=proxy_headers,
+        # Longer than nginx keeps an idle upstream connection (60 s), so that
+        # nginx, not uvicorn, closes it. Otherwise nginx may send a request on a
+        # connection uvicorn is closing, and the client gets a reset.
+        timeout_keep_alive=UPSTREAM_KEEP_ALIVE_SECONDS,
     )
     _DrainingServer(config, app).run()
