@@ -3,7 +3,7 @@
 The registry returns the candidates in the order to try them. The images still
 missing are asked of each candidate in turn, split into calls of at most its
 `maxImagesPerRequest` made concurrently; a call that fails with a retryable
-outcome (connect error, time-out, 5xx, 429, malformed answer) leaves its images
+outcome (connect error, time-out, 5xx, 429, malformed response) leaves its images
 to the next candidate. A content-policy refusal or a request the provider
 rejects as invalid ends the generation at once. A generation succeeds only with
 exactly `n` images; otherwise its stored images are deleted and it costs 0.
@@ -198,10 +198,10 @@ class GenerationRunner:
                 log.info(
                     "provider_fallback", provider=target.name, images_missing=remaining
                 )
-        refusals = [a for a in state.attempts if a.outcome == "content_policy"]
-        if refusals:
+        policy_refusals = [a for a in state.attempts if a.outcome == "content_policy"]
+        if policy_refusals:
             raise ContentPolicyError(
-                refusals[-1].error_message or ContentPolicyError.default_message,
+                policy_refusals[-1].error_message or ContentPolicyError.default_message,
                 code="content_policy_violation",
             )
         raise ProviderError(
@@ -247,7 +247,7 @@ class GenerationRunner:
             # Our own failures, such as image storage being down, end the run.
             raise
         except Exception as error:  # noqa: BLE001 - one provider's fault, not ours
-            # A bug or an unexpected answer in one call (an unusable stored URL,
+            # A bug or an unexpected response in one call (an unusable stored URL,
             # say) must move on to the next provider, not fail the request.
             log.exception("provider_call_crashed", provider=target.name)
             failure = ProviderFailure("error", f"call failed: {type(error).__name__}")
@@ -287,7 +287,7 @@ class GenerationRunner:
                 url.host, url.port or _default_port(url), self.allowlist
             )
         except UnsafeUrlError as error:
-            raise ProviderFailure("error", f"base URL refused: {error}") from None
+            raise ProviderFailure("error", f"base URL rejected: {error}") from None
 
         # The registry counts the call against the provider's rateLimit and
         # claims a half-open circuit's single trial. A rejected slot moves on

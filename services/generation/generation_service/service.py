@@ -37,9 +37,9 @@ MAX_IDEMPOTENCY_KEY_LENGTH = 255
 @dataclass(slots=True)
 class GenerateResult:
     generation: Generation
-    # True when the job was queued and the client answered at once (202).
+    # True when the job was queued and the client got 202 at once.
     accepted: bool = False
-    # Image bytes by stored file name, for answers that carry base64.
+    # Image bytes by stored file name, for responses that carry base64.
     inline: dict[str, bytes] = field(default_factory=dict)
     # X-RateLimit-* headers of the tightest limit that applied.
     headers: dict[str, str] = field(default_factory=dict)
