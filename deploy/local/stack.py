@@ -355,7 +355,7 @@ class Stack:
     def running_pid(self, name: str) -> int | None:
         process = self.processes.get(name)
         if process is not None:
-            # Started by this object: its own handle knows, even in the instant
+            # Started by this object: its own handle is reliable, even in the instant
             # between fork and exec when the child does not carry the marker yet.
             return process.pid if process.poll() is None else None
         path = self.pid_file(name)

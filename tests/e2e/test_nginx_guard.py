@@ -1,5 +1,5 @@
 """nginx's coarse per-address guard sheds a flood before it reaches Python, and
-answers it in the router's envelope."""
+responds in the router's envelope."""
 
 from __future__ import annotations
 

@@ -45,7 +45,7 @@ async def list_generations(
     status: str | None,
     provider: str | None,
 ) -> tuple[list[Generation], str | None]:
-    """One page of a user's generations, newest first (keyset pagination)."""
+    """Return one page of a user's generations, newest first (keyset pagination)."""
     query = select(Generation).where(Generation.user_id == uuid.UUID(user_id))
     if status:
         query = query.where(Generation.status == status)

@@ -39,7 +39,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.store = runtime.store
         app.state.runner = runtime.runner
         app.state.limiter = runtime.limiter
-        # Jobs still running after their client has been answered (past a deadline).
+        # Jobs still running after their client got its response (past a deadline).
         app.state.jobs = set()
         app.state.metrics_refreshers.append(queue_refresher(runtime.session_factory))
         log.info("service_started", port=settings.http_port)

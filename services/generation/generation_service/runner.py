@@ -160,7 +160,7 @@ class GenerationRunner:
         """Run a job this process holds, then record its result.
 
         The outcome carries the images with their bytes, so that a synchronous
-        answer needs no second read, and the error that ended a failed run.
+        response needs no second read, and the error that ended a failed run.
         """
         state = RunState()
         renewer = asyncio.create_task(self.jobs.renew_while_running(generation.id))
@@ -350,7 +350,9 @@ class GenerationRunner:
         try:
             stored = await self.store.save(data)
         except ValueError as error:
-            raise ProviderFailure("error", f"answer is not an image: {error}") from None
+            raise ProviderFailure(
+                "error", f"response is not an image: {error}"
+            ) from None
         return ProducedImage(stored, data, target, image.revised_prompt)
 
     def _record_attempt(

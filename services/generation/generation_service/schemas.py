@@ -42,7 +42,7 @@ class GenerationRequest(NoNulModel):
     # Pin one provider by name.
     provider: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     routing: Literal["priority", "latency", "cost", "round_robin"] | None = None
-    # Answer 202 at once and let a worker run the job (also `Prefer: respond-async`).
+    # Return 202 at once and let a worker run the job (also `Prefer: respond-async`).
     run_async: bool = Field(default=False, alias="async")
 
 

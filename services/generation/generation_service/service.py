@@ -69,7 +69,7 @@ async def generate(
 ) -> GenerateResult:
     """Create a generation and run it inline, or queue it for a worker.
 
-    A synchronous run that passes the overall deadline answers 504 with the
+    A synchronous run that passes the overall deadline returns 504 with the
     generation id; the job goes on in this process (or, if the process dies, in a
     worker once its lease expires), so its result can still be read later.
     """
@@ -146,7 +146,7 @@ async def run_and_settle(
 async def _replay(
     request: Request, jobs: JobStore, generation: Generation, run_async: bool
 ) -> GenerateResult:
-    """Answer a repeated request (same Idempotency-Key and body) from its job."""
+    """Respond to a repeated request (same Idempotency-Key and body) from its job."""
     if run_async:
         return GenerateResult(generation, accepted=True)
     finished = await jobs.wait_finished(

@@ -235,13 +235,13 @@ async def fetch_provider_image(
             allowlist,
         )
     except UnsafeUrlError as error:
-        raise ProviderFailure("error", f"image URL refused: {error}") from None
+        raise ProviderFailure("error", f"image URL rejected: {error}") from None
 
     try:
         async with client.stream("GET", url, timeout=timeout) as response:
             if response.status_code != 200:
                 raise ProviderFailure(
-                    "error", f"image URL answered HTTP {response.status_code}"
+                    "error", f"image URL returned HTTP {response.status_code}"
                 )
             content_type = response.headers.get("content-type", "")
             if not content_type.startswith("image/"):

@@ -188,7 +188,7 @@ def test_worker_killed_mid_job_completes_once(
     )
     assert running["status"] == "running"
     # Kill the worker while its provider call is in flight (the provider
-    # answers after 2.5 s), not before the call has started.
+    # responds after 2.5 s), not before the call has started.
     deadline = time.monotonic() + 10
     while simulator_calls(tag)["count"] < 1:
         assert time.monotonic() < deadline, "the worker never called the provider"

@@ -23,7 +23,7 @@ from stack import GENERATION_HTTP
 
 @pytest.fixture
 def redirecting_server(stack) -> Iterator[tuple[str, list[str], dict[str, str]]]:
-    """A local server that answers every request with a redirect to a URL that
+    """A local server that responds to every request with a redirect to a URL that
     the test sets, and records the paths it was asked for."""
     seen: list[str] = []
     target: dict[str, str] = {}

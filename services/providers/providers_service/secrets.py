@@ -49,7 +49,7 @@ class SecretBox:
 
 
 def mask_secret(secret: str) -> str:
-    """A hint that identifies a secret without revealing it: `…abcd`."""
+    """Return a hint that identifies a secret without revealing it: `…abcd`."""
     if len(secret) < 12:
         return "…"
     return "…" + secret[-4:]

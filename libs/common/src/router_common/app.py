@@ -139,7 +139,7 @@ UPSTREAM_KEEP_ALIVE_SECONDS = 75
 
 # Connections per process. When all are busy, a command waits for one (up to
 # REDIS_POOL_WAIT_SECONDS) instead of failing at once, so that a burst of
-# concurrent requests queues briefly rather than answering 503.
+# concurrent requests queues briefly rather than failing with 503.
 REDIS_MAX_CONNECTIONS = 200
 REDIS_POOL_WAIT_SECONDS = 5.0
 

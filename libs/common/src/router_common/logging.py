@@ -140,7 +140,7 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
-            # Answered here rather than by Starlette's outermost handler, which
+            # Handled here rather than by Starlette's outermost handler, which
             # re-raises, so that uvicorn keeps the connection open: nginx reuses
             # it, and a closed one would fail another client's request.
             if response_started:

@@ -112,7 +112,7 @@ def failure_from_response(response: httpx.Response) -> ProviderFailure:
             retry_after_seconds=retry_after_seconds(response),
         )
     if status < 400 or status >= 500 or status in (401, 403, 404, 408):
-        # The provider is down or misconfigured, or answered with a redirect,
+        # The provider is down or misconfigured, or responded with a redirect,
         # which is never followed: another provider may serve it.
         return ProviderFailure("error", message, status_code=status)
     if code in CONTENT_POLICY_CODES or error.get("type") in CONTENT_POLICY_TYPES:

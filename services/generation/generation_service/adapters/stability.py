@@ -287,7 +287,7 @@ def failure_from_response(response: httpx.Response) -> ProviderFailure:
         or status in (401, 403, 404, 408)
         or _is_envelope_error(message)
     ):
-        # The provider is down or misconfigured, or answered with a redirect,
+        # The provider is down or misconfigured, or responded with a redirect,
         # which is never followed: another provider may serve it.
         return ProviderFailure("error", message, status_code=status)
     return ProviderFailure("invalid_request", message, status_code=status, code=name)

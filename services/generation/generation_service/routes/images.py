@@ -26,7 +26,7 @@ async def create_generation(
     body: GenerationRequest, caller: CallerDep, request: Request
 ) -> JSONResponse:
     """Generate images. Waits for the result unless `async` is true or the
-    request carries `Prefer: respond-async`; then it answers 202 at once."""
+    request carries `Prefer: respond-async`; then it returns 202 at once."""
     caller.require(SCOPE_GENERATE)
     run_async = service.wants_async(request, body.run_async)
     result = await service.generate(request, body, caller, run_async=run_async)
@@ -49,7 +49,7 @@ async def list_generations(
     status: Literal["queued", "running", "succeeded", "failed"] | None = None,
     provider: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
 ) -> Envelope[Page[GenerationOut]]:
-    """The caller's generations, newest first."""
+    """List the caller's generations, newest first."""
     caller.require(SCOPE_READ)
     rows, next_cursor = await history.list_generations(
         request.app.state.session_factory,
@@ -79,7 +79,7 @@ async def get_usage(
     request: Request,
     days: Annotated[int, Query(ge=1, le=366)] = 30,
 ) -> Envelope[UsageOut]:
-    """The caller's images and spend over the last `days` days (UTC), per day and
+    """Return the caller's images and spend over the last `days` days (UTC), per day and
     per provider; only succeeded generations count."""
     caller.require(SCOPE_READ)
     usage = await history.usage(

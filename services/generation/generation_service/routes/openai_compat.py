@@ -1,6 +1,6 @@
 """`/v1/images`: the OpenAI-compatible surface, for the official `openai` SDK.
 
-Same request and generation flow as `/api/v1/images`, answered in OpenAI's
+Same request and generation flow as `/api/v1/images`, returned in OpenAI's
 exact response and error shapes.
 """
 

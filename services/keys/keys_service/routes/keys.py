@@ -59,7 +59,7 @@ async def create_key(
     await repository.lock_user_keys(session, user_id)
     if await repository.count_for_user(session, user_id) >= settings.max_keys_per_user:
         raise ConflictError(
-            f"This account already holds the maximum of {settings.max_keys_per_user} "
+            f"This account already has the maximum of {settings.max_keys_per_user} "
             "API keys; delete one before creating another",
             details={"maxKeys": settings.max_keys_per_user},
         )
