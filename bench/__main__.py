@@ -414,9 +414,13 @@ def collect_versions() -> dict[str, str]:
     root = BENCH_DIR.parent
     commit = _command_output(["git", "rev-parse", "--short", "HEAD"], cwd=root)
     dirty = _command_output(["git", "status", "--porcelain"], cwd=root)
-    portkey = json.loads(
-        (PORTKEY_DIR / "node_modules/@portkey-ai/gateway/package.json").read_text()
-    )["version"]
+    # The peers are installed only when their phase runs.
+    manifest = PORTKEY_DIR / "node_modules/@portkey-ai/gateway/package.json"
+    portkey = (
+        json.loads(manifest.read_text())["version"]
+        if manifest.exists()
+        else "not installed"
+    )
     return {
         "image-router": f"git {commit}"
         + (" with uncommitted changes" if dirty else ""),
