@@ -3,16 +3,37 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 
 def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(
-        database_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+    """Build a pooled engine that hands out only connections still open.
+
+    SQLAlchemy's `pool_pre_ping` sends a query on every checkout, which cost
+    about 1.5 ms per transaction in the benchmark. Instead, a checkout asks the
+    driver whether the connection has seen its socket close (a restarted or
+    stopped Postgres closes every connection), which needs no round trip; the
+    pool then opens a new one. A connection that breaks unnoticed fails its
+    statement, and SQLAlchemy then discards the whole pool.
+    """
+    engine = create_async_engine(
+        database_url, pool_size=pool_size, max_overflow=pool_size
     )
+    event.listen(engine.sync_engine, "checkout", _refuse_closed_connection)
+    return engine
+
+
+def _refuse_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    driver = getattr(dbapi_connection, "driver_connection", None)
+    is_closed = getattr(driver, "is_closed", None)
+    if is_closed is not None and is_closed():
+        raise DisconnectionError("connection closed by the server")
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker:
