@@ -15,16 +15,20 @@ import asyncio
 import hashlib
 import json
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import structlog
-from sqlalchemy import func, null, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from generation_service import job_sql
 from generation_service.models import Attempt, Generation, IdempotencyKey, Image
 from generation_service.schemas import GenerationRequest
 from generation_service.settings import Settings
@@ -127,18 +131,30 @@ class JobStore:
             attempts=[],
             images=[],
         )
+        if idempotency_key is None:
+            async with self._driver_connection() as connection:
+                generation.created_at = await connection.fetchval(
+                    job_sql.INSERT_JOB, *job_sql.job_arguments(generation)
+                )
+            return generation, True
         async with self.session_factory() as session:
             session.add(generation)
             await session.flush()
-            if idempotency_key is not None:
-                existing = await self._bind_key(
-                    session, generation, idempotency_key, body
-                )
-                if existing is not None:
-                    await session.rollback()
-                    return await self.load(existing), False
+            existing = await self._bind_key(session, generation, idempotency_key, body)
+            if existing is not None:
+                await session.rollback()
+                return await self.load(existing), False
             await session.commit()
         return generation, True
+
+    @asynccontextmanager
+    async def _driver_connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection's asyncpg connection, outside any transaction,
+        for the single statements of `job_sql`."""
+        engine = self.session_factory.kw["bind"]
+        async with engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            yield raw.driver_connection
 
     async def _bind_key(
         self,
@@ -281,35 +297,25 @@ class JobStore:
 
         Returns the generation and whether the result was recorded; a run that
         lost its lease records nothing, because another run owns the job now.
-        One transaction: the job's UPDATE, conditional on the lease and returning
-        the row, then one multi-row INSERT each for attempts and images. The
-        returned generation is built from that row and the run's own rows, so
-        it is detached and nothing is read back.
+        One statement, so one round trip and atomic without a transaction: the
+        job's UPDATE, conditional on the lease and returning the row, and one
+        INSERT each for attempts and images that adds rows only when the UPDATE
+        matched. The returned generation is built from that row and the run's
+        own rows, so it is detached and nothing is read back.
         """
-        generations = Generation.__table__
-        async with self.session_factory() as session:
-            row = (
-                await session.execute(
-                    update(generations)
-                    .where(generations.c.id == generation_id)
-                    .where(generations.c.lease_owner == self.instance_id)
-                    .values(_result_values(result))
-                    .returning(*generations.c)
-                )
-            ).one_or_none()
-            if row is None:
-                await session.rollback()
-                log.warning("job_lease_lost", generation_id=str(generation_id))
-                return await self.load(generation_id), False
-
-            for rows in (result.attempts, result.images):
-                if rows:
-                    table = type(rows[0]).__table__
-                    await session.execute(
-                        insert(table).values([_column_values(r) for r in rows])
-                    )
-            await session.commit()
-        generation = Generation(**row._asdict())
+        arguments = job_sql.finish_arguments(
+            generation_id,
+            self.instance_id,
+            _result_values(result),
+            result.attempts,
+            result.images,
+        )
+        async with self._driver_connection() as connection:
+            row = await connection.fetchrow(job_sql.FINISH_JOB, *arguments)
+        if row is None:
+            log.warning("job_lease_lost", generation_id=str(generation_id))
+            return await self.load(generation_id), False
+        generation = Generation(**dict(row.items()))
         generation.attempts = list(result.attempts)
         generation.images = list(result.images)
         return generation, True
@@ -356,19 +362,6 @@ def _result_values(result: StoredResult) -> dict[str, Any]:
         values["cost"] = sum((image.cost for image in result.images), Decimal(0))
     if result.error is not None:
         values["error"] = error_record(result.error)
-    return values
-
-
-def _column_values(row: Attempt | Image) -> dict[str, Any]:
-    """Column values of a row for a Core INSERT; None becomes SQL NULL.
-
-    Every column is set by the code that builds these rows, ids included. A
-    plain None would be stored as JSON `null` in a JSONB column.
-    """
-    values = {}
-    for column in row.__table__.c:
-        value = getattr(row, column.key)
-        values[column.key] = null() if value is None else value
     return values
 
 
