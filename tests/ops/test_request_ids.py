@@ -50,7 +50,16 @@ def test_request_id_crosses_every_hop(
     registry = records_with(stack, "providers.log", request_id=request_id)
     methods = {record.get("method") for record in registry if record["event"] == "rpc"}
     assert "/imagerouter.v1.ProviderRegistry/SelectProviders" in methods
-    assert "/imagerouter.v1.ProviderRegistry/ReportOutcome" in methods
+    # Outcome reports travel in batches; each entry names its own request.
+    outcomes = wait_for_records(
+        stack,
+        "providers.log",
+        lambda found: any(r["event"] == "provider_outcome" for r in found),
+        request_id=request_id,
+    )
+    assert [record["outcome"] for record in outcomes if "outcome" in record] == [
+        "success"
+    ]
     keys = records_with(stack, "keys.log", request_id=request_id, event="rpc")
     assert [record["method"] for record in keys] == [
         "/imagerouter.v1.KeyService/VerifyKey"

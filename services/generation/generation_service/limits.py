@@ -120,6 +120,10 @@ class Reservation:
     quota_keys: tuple[str, ...]
     images: int
     decision: Decision | None
+    # The request's entry in each requests-per-window log, so that a request
+    # refused after its limits were checked can be taken out of the count.
+    request_keys: tuple[str, ...] = ()
+    member: str = ""
 
     def as_record(self) -> dict[str, Any]:
         return {"keys": list(self.quota_keys), "images": self.images}
@@ -193,7 +197,8 @@ class Limiter:
         if not limits:
             return Reservation((), images, None)
 
-        arguments: list[str | int] = [int(time.time() * 1000), uuid.uuid4().hex]
+        member = uuid.uuid4().hex
+        arguments: list[str | int] = [int(time.time() * 1000), member]
         for limit in limits:
             window_ms = int(limit.window_seconds * 1000)
             arguments += [limit.kind, limit.max, window_ms, limit.cost]
@@ -217,7 +222,22 @@ class Limiter:
             log.info("rate_limit_refused", limit=limit.name, max=limit.max)
             raise _refusal(decision)
         quota_keys = tuple(item.key for item in limits if item.kind == "quota")
-        return Reservation(quota_keys, images, decision)
+        request_keys = tuple(item.key for item in limits if item.kind == "log")
+        return Reservation(quota_keys, images, decision, request_keys, member)
+
+    async def cancel(self, reservation: Reservation) -> None:
+        """Undo a reservation whole: the images and the request itself, for a
+        request refused before it was stored (no provider can serve it)."""
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for key in reservation.request_keys:
+                    pipe.zrem(key, reservation.member)
+                if reservation.images:
+                    for key in reservation.quota_keys:
+                        pipe.decrby(key, reservation.images)
+                await pipe.execute()
+        except RedisError as error:
+            log.warning("quota_refund_failed", error=type(error).__name__)
 
     async def give_back(self, reservation: Reservation) -> None:
         """Return the images of a generation that produced none."""

@@ -35,6 +35,11 @@ PROVIDER_FALLBACKS = Counter(
     "Times a generation moved on from this provider to the next candidate.",
     ["provider"],
 )
+OUTCOME_REPORTS_DROPPED = Counter(
+    "outcome_reports_dropped_total",
+    "Provider outcome reports dropped because the queue to the registry was full "
+    "or the registry refused them as malformed.",
+)
 IMAGES_GENERATED = Counter(
     "images_generated_total",
     "Images delivered by successful generations, by the provider that made them.",

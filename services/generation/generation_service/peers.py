@@ -45,6 +45,7 @@ class Peers:
         n: int,
         provider: str | None,
         routing: str | None,
+        take_first_slot: bool = False,
     ) -> providers_pb2.SelectProvidersResponse:
         request = providers_pb2.SelectProvidersRequest(
             size=size,
@@ -52,31 +53,19 @@ class Peers:
             n=n,
             provider_name=provider or "",
             routing=routing or "",
+            take_first_slot=take_first_slot,
         )
         return await self._registry.SelectProviders(
             request, metadata=call_metadata(self._token), timeout=self._timeout
         )
 
-    async def report_outcome(
-        self,
-        *,
-        provider_id: str,
-        outcome: str,
-        latency_ms: int,
-        error_type: str = "",
-        error_message: str = "",
-        retry_after_seconds: int = 0,
+    async def report_outcomes(
+        self, outcomes: list[providers_pb2.ReportOutcomeRequest]
     ) -> None:
-        request = providers_pb2.ReportOutcomeRequest(
-            provider_id=provider_id,
-            outcome=outcome,
-            latency_ms=latency_ms,
-            error_type=error_type,
-            error_message=error_message,
-            retry_after_seconds=retry_after_seconds,
-        )
-        await self._registry.ReportOutcome(
-            request, metadata=call_metadata(self._token), timeout=self._timeout
+        await self._registry.ReportOutcomes(
+            providers_pb2.ReportOutcomesRequest(outcomes=outcomes),
+            metadata=call_metadata(self._token),
+            timeout=self._timeout,
         )
 
     async def keys_ready(self) -> bool:

@@ -33,9 +33,11 @@ from generation_service.adapters.base import (
 from generation_service.jobs import JobStore, StoredResult
 from generation_service.models import Attempt, Generation, Image
 from generation_service.peers import Peers, target_from_message
+from generation_service.reporting import OutcomeReporter
 from generation_service.schemas import GenerationRequest
 from generation_service.settings import Settings
 from generation_service.storage import ImageStore, StoredImage, fetch_provider_image
+from imagerouter.v1 import providers_pb2
 from router_common.errors import (
     ContentPolicyError,
     NoProviderAvailableError,
@@ -44,6 +46,7 @@ from router_common.errors import (
     ServiceUnavailableError,
     ValidationError,
 )
+from router_common.logging import current_request_id
 from router_common.url_guard import Allowlist, UnsafeUrlError, check_resolved_host
 
 log = structlog.get_logger(__name__)
@@ -66,12 +69,23 @@ class ProducedImage:
     revised_prompt: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """The providers to try, in order, as the registry chose them."""
+
+    targets: list[ProviderTarget]
+    # The call slot the registry already decided on for targets[0], if asked.
+    first_slot: providers_pb2.AcquireSlotResponse | None = None
+
+
 @dataclass(slots=True)
 class RunState:
     """The attempts and images of one run so far, written to the database at its end."""
 
     attempts: list[Attempt] = field(default_factory=list)
     images: list[ProducedImage] = field(default_factory=list)
+    # Slots taken before the run, by provider id; each serves one call.
+    slots: dict[str, providers_pb2.AcquireSlotResponse] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,19 +104,27 @@ class GenerationRunner:
         store: ImageStore,
         client: httpx.AsyncClient,
         jobs: JobStore,
+        reporter: OutcomeReporter,
     ) -> None:
         self.settings = settings
         self.peers = peers
         self.store = store
         self.client = client
         self.jobs = jobs
+        self.reporter = reporter
         self.allowlist = Allowlist.parse(settings.provider_url_allowlist)
-        self._background: set[asyncio.Task[None]] = set()
 
     # -- selection ------------------------------------------------------------
 
-    async def select(self, body: GenerationRequest) -> list[ProviderTarget]:
-        """Ask the registry for candidates; explain why there are none."""
+    async def select(
+        self, body: GenerationRequest, *, take_first_slot: bool = False
+    ) -> Candidates:
+        """Ask the registry for candidates; explain why there are none.
+
+        With `take_first_slot`, the registry also takes the first candidate's
+        call slot in the same call; only a caller about to run the job should
+        ask, since an unused slot still counts against the provider's limit.
+        """
         try:
             selection = await self.peers.select_providers(
                 size=body.size,
@@ -110,6 +132,7 @@ class GenerationRunner:
                 n=body.n,
                 provider=body.provider,
                 routing=body.routing,
+                take_first_slot=take_first_slot,
             )
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
@@ -123,7 +146,10 @@ class GenerationRunner:
             ) from None
 
         if selection.providers:
-            return [target_from_message(message) for message in selection.providers]
+            return Candidates(
+                [target_from_message(message) for message in selection.providers],
+                selection.first_slot if selection.HasField("first_slot") else None,
+            )
         if body.size not in selection.available_sizes:
             sizes = list(selection.available_sizes)
             listed = ", ".join(sizes) or "none"
@@ -154,19 +180,19 @@ class GenerationRunner:
 
     # -- running a job ---------------------------------------------------------
 
-    async def run(
-        self, generation: Generation, candidates: list[ProviderTarget]
-    ) -> RunOutcome:
+    async def run(self, generation: Generation, candidates: Candidates) -> RunOutcome:
         """Run a job this process holds, then record its result.
 
         The outcome carries the images with their bytes, so that a synchronous
         response needs no second read, and the error that ended a failed run.
         """
         state = RunState()
+        if candidates.first_slot is not None:
+            state.slots[candidates.targets[0].id] = candidates.first_slot
         renewer = asyncio.create_task(self.jobs.renew_while_running(generation.id))
         error: RouterError | None = None
         try:
-            await self._produce(generation, candidates, state)
+            await self._produce(generation, candidates.targets, state)
         except RouterError as raised:
             error = raised
         finally:
@@ -240,7 +266,9 @@ class GenerationRunner:
         produced: list[ProducedImage] = []
         notes: dict[str, str] = {}
         try:
-            produced, notes = await self._call_provider(target, call, generation.id)
+            produced, notes = await self._call_provider(
+                target, call, generation.id, state
+            )
         except ProviderFailure as raised:
             failure = raised
         except RouterError:
@@ -272,7 +300,11 @@ class GenerationRunner:
         return 0
 
     async def _call_provider(
-        self, target: ProviderTarget, call: ProviderCall, generation_id: uuid.UUID
+        self,
+        target: ProviderTarget,
+        call: ProviderCall,
+        generation_id: uuid.UUID,
+        state: RunState,
     ) -> tuple[list[ProducedImage], dict[str, str]]:
         """Call one provider and store what it returned; return the images and
         the adapter's notes on the call (such as a size mapping)."""
@@ -292,15 +324,10 @@ class GenerationRunner:
         # The registry counts the call against the provider's rateLimit and
         # claims a half-open circuit's single trial. A rejected slot moves on
         # to the next candidate, and its report pauses this one until a slot
-        # frees up.
-        try:
-            slot = await self.peers.acquire_slot(target.id)
-        except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.NOT_FOUND:
-                raise ProviderFailure("error", "provider was deleted") from None
-            raise ProviderFailure(
-                "error", f"no call slot: registry failed with {error.code().name}"
-            ) from None
+        # frees up. The selection may have taken the first slot already.
+        slot = state.slots.pop(target.id, None)
+        if slot is None:
+            slot = await self._acquire_slot(target)
         if not slot.granted:
             raise ProviderFailure(
                 "rate_limited",
@@ -332,6 +359,18 @@ class GenerationRunner:
         )
         images = [await self._store(image, target, timeout) for image in result.images]
         return images, result.notes
+
+    async def _acquire_slot(
+        self, target: ProviderTarget
+    ) -> providers_pb2.AcquireSlotResponse:
+        try:
+            return await self.peers.acquire_slot(target.id)
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                raise ProviderFailure("error", "provider was deleted") from None
+            raise ProviderFailure(
+                "error", f"no call slot: registry failed with {error.code().name}"
+            ) from None
 
     async def _store(
         self, image: ProviderImage, target: ProviderTarget, timeout: float
@@ -392,33 +431,18 @@ class GenerationRunner:
             images=count,
             error=failure.message[:300] if failure else None,
         )
-        # Reported off the critical path; the set keeps each task referenced.
-        task = asyncio.get_running_loop().create_task(
-            self._report(target, outcome, latency_ms, failure)
-        )
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _report(
-        self,
-        target: ProviderTarget,
-        outcome: str,
-        latency_ms: int,
-        failure: ProviderFailure | None,
-    ) -> None:
-        try:
-            await self.peers.report_outcome(
+        # Reported off the critical path, batched with other attempts' reports.
+        self.reporter.report(
+            providers_pb2.ReportOutcomeRequest(
                 provider_id=target.id,
                 outcome=outcome,
                 latency_ms=latency_ms,
                 error_type=ATTEMPT_ERROR_TYPES.get(outcome, ""),
                 error_message=failure.message[:300] if failure else "",
                 retry_after_seconds=failure.retry_after_seconds if failure else 0,
+                request_id=current_request_id() or "",
             )
-        except grpc.aio.AioRpcError as error:
-            log.warning(
-                "outcome_report_failed", provider=target.name, code=error.code().name
-            )
+        )
 
     # -- recording ----------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from generation_service.jobs import JobStore
 from generation_service.limits import Limiter
 from generation_service.peers import Peers
+from generation_service.reporting import OutcomeReporter
 from generation_service.runner import GenerationRunner
 from generation_service.settings import Settings
 from generation_service.storage import ImageStore, create_image_store
@@ -71,8 +72,15 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
     store = create_image_store(settings)
     jobs = JobStore(session_factory, settings, f"{socket.gethostname()}:{os.getpid()}")
     client = create_provider_client()
+    reporter = OutcomeReporter(peers)
+    reporter.start()
     runner = GenerationRunner(
-        settings=settings, peers=peers, store=store, client=client, jobs=jobs
+        settings=settings,
+        peers=peers,
+        store=store,
+        client=client,
+        jobs=jobs,
+        reporter=reporter,
     )
     try:
         yield Runtime(
@@ -86,6 +94,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             Limiter(redis, settings),
         )
     finally:
+        await reporter.close()
         await client.aclose()
         await peers.close()
         await redis.aclose()

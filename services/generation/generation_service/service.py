@@ -11,12 +11,16 @@ from dataclasses import dataclass, field
 from fastapi import Request
 
 from generation_service.adapters import check_model_rules
-from generation_service.adapters.base import ProviderTarget
 from generation_service.auth import Principal
 from generation_service.jobs import JobStore
 from generation_service.limits import Limiter, Reservation
 from generation_service.models import Attempt, Generation
-from generation_service.runner import GenerationRunner, RunOutcome, attempt_summary
+from generation_service.runner import (
+    Candidates,
+    GenerationRunner,
+    RunOutcome,
+    attempt_summary,
+)
 from generation_service.schemas import (
     AttemptOut,
     GenerationOut,
@@ -76,8 +80,7 @@ async def generate(
     runner: GenerationRunner = request.app.state.runner
     limiter: Limiter = request.app.state.limiter
     key = idempotency_key(request)
-    # The model's own rules, then selection, reject a bad request before
-    # anything is stored or counted.
+    # The model's own rules reject a bad request before anything is counted.
     check_model_rules(
         prompt=body.prompt,
         size=body.size,
@@ -85,15 +88,22 @@ async def generate(
         quality=body.quality,
         style=body.style,
     )
-    candidates = await runner.select(body)
     if key is not None:
         existing = await runner.jobs.find_by_idempotency_key(caller.user_id, key, body)
         if existing is not None:
             return await _replay(request, runner.jobs, existing, run_async)
 
-    # A request over a limit is refused whole, before any provider call.
+    # A request over a limit is refused whole, before any provider call. The
+    # limits come before selection, because a synchronous request's selection
+    # takes the first provider's call slot in the same registry call; a request
+    # no provider can serve is then taken out of the limits again.
     reservation = await limiter.reserve(caller, body.n)
     headers = reservation.decision.headers() if reservation.decision else {}
+    try:
+        candidates = await runner.select(body, take_first_slot=not run_async)
+    except BaseException:
+        await limiter.cancel(reservation)
+        raise
     try:
         generation, created = await runner.jobs.create(
             body,
@@ -134,7 +144,7 @@ async def run_and_settle(
     runner: GenerationRunner,
     limiter: Limiter,
     generation: Generation,
-    candidates: list[ProviderTarget],
+    candidates: Candidates,
 ) -> RunOutcome:
     """Run a job; give its images back to the quotas when it produced none."""
     outcome = await runner.run(generation, candidates)

@@ -92,7 +92,9 @@ class Worker:
         )
         runner = self.runtime.runner
         try:
-            candidates = await runner.select(request_from_job(job))
+            candidates = await runner.select(
+                request_from_job(job), take_first_slot=True
+            )
         except RouterError as error:
             # The request can no longer be served (a provider was removed, say).
             await self.runtime.jobs.finish(job.id, StoredResult([], [], error))

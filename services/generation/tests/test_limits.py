@@ -128,6 +128,28 @@ def test_failed_generation_gives_images_back(
         assert response.status_code == 502, response.text
 
 
+def test_unservable_request_not_counted(
+    client, new_user, new_api_key, provider_tag, simulator_calls
+):
+    # The limits are checked before selection; a request that selection
+    # refuses is taken out of them again.
+    key = new_api_key(new_user(), rateLimit=2, dailyImageLimit=4)
+    for _ in range(3):
+        refused = post_generation(client, key, size="1792x1024", n=4)
+        assert refused.status_code == 400, refused.text
+        assert "is not supported" in refused.json()["error"]["message"]
+    assert simulator_calls(provider_tag)["count"] == 0
+
+    assert post_generation(client, key, n=2).status_code == 200
+    assert post_generation(client, key, n=2).status_code == 200
+    third = post_generation(client, key)
+    assert third.status_code == 429
+    assert third.json()["error"]["details"]["limit"] in (
+        "api_key_requests",
+        "api_key_images",
+    )
+
+
 def test_request_window_resets(stack, client, new_user, new_api_key, provider_tag):
     window = float(stack.common_env()["RATE_LIMIT_WINDOW_SECONDS"])
     key = new_api_key(new_user(), rateLimit=1)

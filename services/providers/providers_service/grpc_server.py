@@ -20,13 +20,17 @@ from sqlalchemy.exc import DBAPIError
 from imagerouter.v1 import providers_pb2, providers_pb2_grpc
 from providers_service import catalogue, metrics, routing
 from providers_service.health import HALF_OPEN, OPEN, HealthStore, ProviderState
+from providers_service.models import Provider
 from providers_service.row_cache import ProviderRowCache, RegistryView
+from router_common.logging import accept_request_id
 
 log = structlog.get_logger(__name__)
 OUTCOMES = frozenset(
     {"success", "error", "timeout", "rate_limited", "content_policy", "invalid_request"}
 )
 MAX_ERROR_MESSAGE_CHARS = 500
+# Bounds one ReportOutcomes call; the generation service sends at most 100.
+MAX_REPORTS_PER_BATCH = 500
 
 
 class ProviderRegistry(providers_pb2_grpc.ProviderRegistryServicer):
@@ -74,25 +78,49 @@ class ProviderRegistry(providers_pb2_grpc.ProviderRegistryServicer):
         ]
         # A candidate whose secret cannot be read is unavailable, not unable.
         unreadable = len(selection.candidates) - len(messages)
-        return providers_pb2.SelectProvidersResponse(
+        response = providers_pb2.SelectProvidersResponse(
             providers=messages,
             available_sizes=selection.available_sizes,
             unavailable_count=selection.unavailable_count + unreadable,
         )
+        if request.take_first_slot and messages:
+            first = view.rows.by_id[messages[0].id]
+            response.first_slot.CopyFrom(await self._take_slot(first, context))
+        return response
 
     async def ReportOutcome(  # noqa: N802 - name fixed by the proto
         self,
         request: providers_pb2.ReportOutcomeRequest,
         context: grpc.aio.ServicerContext,
     ) -> providers_pb2.ReportOutcomeResponse:
-        if request.outcome not in OUTCOMES:
+        await _check_report(request, context)
+        await self._record(request, context)
+        return providers_pb2.ReportOutcomeResponse()
+
+    async def ReportOutcomes(  # noqa: N802 - name fixed by the proto
+        self,
+        request: providers_pb2.ReportOutcomesRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> providers_pb2.ReportOutcomeResponse:
+        """Record a batch in order; a malformed entry rejects the whole batch
+        before anything is recorded."""
+        if len(request.outcomes) > MAX_REPORTS_PER_BATCH:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"unknown outcome {request.outcome!r}; expected one of "
-                + ", ".join(sorted(OUTCOMES)),
+                f"at most {MAX_REPORTS_PER_BATCH} outcomes per call, "
+                f"got {len(request.outcomes)}",
             )
-        await _require_uuid(request.provider_id, context)
+        for report in request.outcomes:
+            await _check_report(report, context)
+        for report in request.outcomes:
+            await self._record(report, context)
+        return providers_pb2.ReportOutcomeResponse()
 
+    async def _record(
+        self,
+        request: providers_pb2.ReportOutcomeRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> None:
         pause_seconds = request.retry_after_seconds
         if pause_seconds <= 0:
             pause_seconds = self._rate_limited_pause_seconds
@@ -107,8 +135,16 @@ class ProviderRegistry(providers_pb2_grpc.ProviderRegistryServicer):
             )
         except RedisError as error:
             await _abort_unavailable(context, "health store", error)
+        # A batch's entries each name their own request; the call's id is the
+        # batch's.
+        own_id = {}
+        if request.request_id and accept_request_id(request.request_id) == (
+            request.request_id
+        ):
+            own_id["request_id"] = request.request_id
         log.info(
             "provider_outcome",
+            **own_id,
             provider_id=request.provider_id,
             outcome=request.outcome,
             latency_ms=request.latency_ms,
@@ -123,7 +159,6 @@ class ProviderRegistry(providers_pb2_grpc.ProviderRegistryServicer):
                 previous=circuit_before,
                 circuit=circuit,
             )
-        return providers_pb2.ReportOutcomeResponse()
 
     async def AcquireSlot(  # noqa: N802 - name fixed by the proto
         self,
@@ -137,9 +172,13 @@ class ProviderRegistry(providers_pb2_grpc.ProviderRegistryServicer):
             await context.abort(
                 grpc.StatusCode.NOT_FOUND, f"no provider with id {provider_id}"
             )
+        return await self._take_slot(provider, context)
+
+    async def _take_slot(
+        self, provider: Provider, context: grpc.aio.ServicerContext
+    ) -> providers_pb2.AcquireSlotResponse:
         if provider.status != "active":
             return providers_pb2.AcquireSlotResponse(granted=False, reason="inactive")
-
         try:
             decision = await self._health.acquire_slot(
                 str(provider.id), provider.rate_limit
@@ -208,6 +247,18 @@ class ProviderRegistry(providers_pb2_grpc.ProviderRegistryServicer):
         except RedisError as error:
             await _abort_unavailable(context, "health store", error)
         return view, states
+
+
+async def _check_report(
+    request: providers_pb2.ReportOutcomeRequest, context: grpc.aio.ServicerContext
+) -> None:
+    if request.outcome not in OUTCOMES:
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"unknown outcome {request.outcome!r}; expected one of "
+            + ", ".join(sorted(OUTCOMES)),
+        )
+    await _require_uuid(request.provider_id, context)
 
 
 async def _require_uuid(value: str, context: grpc.aio.ServicerContext) -> uuid.UUID:

@@ -200,6 +200,92 @@ def test_slots_stop_at_rate_limit(registry, new_provider, sim):
     assert 55_000 < refused.retry_after_ms <= 60_000
 
 
+def test_selection_takes_first_slot(registry, new_provider, sim):
+    limited = new_provider(sim, name="limited", priority=1, rateLimit=2)
+    spare = new_provider(sim, name="spare", priority=2, rateLimit=2)
+
+    def select(take: bool) -> providers_pb2.SelectProvidersResponse:
+        return registry.stub.SelectProviders(
+            providers_pb2.SelectProvidersRequest(
+                size="512x512", n=1, take_first_slot=take
+            ),
+            metadata=registry.metadata,
+            timeout=10,
+        )
+
+    # Without the flag no slot is taken or returned.
+    assert not select(False).HasField("first_slot")
+    first = select(True)
+    assert [p.name for p in first.providers] == ["limited", "spare"]
+    assert first.first_slot.granted
+    # The slot counted against rateLimit like AcquireSlot's: one is left.
+    assert registry.acquire(limited["id"]).granted
+    assert not registry.acquire(limited["id"]).granted
+    # Only the first candidate's slot is taken.
+    after = select(True)
+    assert [p.name for p in after.providers] == ["spare"]
+    assert after.first_slot.granted
+    assert registry.acquire(spare["id"]).granted
+    assert not registry.acquire(spare["id"]).granted
+
+
+def test_batched_reports_recorded_in_order(registry, new_provider, sim):
+    flaky = new_provider(sim, name="flaky", priority=1)
+    new_provider(sim, name="steady", priority=2)
+
+    def report_all(*outcomes: str, provider_id: str = flaky["id"]) -> None:
+        registry.stub.ReportOutcomes(
+            providers_pb2.ReportOutcomesRequest(
+                outcomes=[
+                    providers_pb2.ReportOutcomeRequest(
+                        provider_id=provider_id, outcome=outcome, latency_ms=50
+                    )
+                    for outcome in outcomes
+                ]
+            ),
+            metadata=registry.metadata,
+            timeout=10,
+        )
+
+    # Five failures open the circuit and the success after them closes it;
+    # recorded in any other order, the circuit would end open.
+    report_all("error", "error", "error", "timeout", "error", "success")
+    assert registry.select() == ["flaky", "steady"]
+    # Five failures in one batch reach the threshold of 5.
+    report_all("error", "timeout", "error", "error", "error")
+    assert registry.select() == ["steady"]
+
+    # One malformed entry rejects the batch before anything is recorded.
+    other = new_provider(sim, name="other", priority=3)
+    for bad in ("exploded", "success"):
+        with pytest.raises(grpc.RpcError) as raised:
+            registry.stub.ReportOutcomes(
+                providers_pb2.ReportOutcomesRequest(
+                    outcomes=[
+                        *[
+                            providers_pb2.ReportOutcomeRequest(
+                                provider_id=other["id"], outcome="error"
+                            )
+                        ]
+                        * 5,
+                        providers_pb2.ReportOutcomeRequest(
+                            provider_id=other["id"] if bad != "success" else "x",
+                            outcome=bad,
+                        ),
+                    ]
+                ),
+                metadata=registry.metadata,
+                timeout=10,
+            )
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert registry.select() == ["steady", "other"]
+
+    with pytest.raises(grpc.RpcError) as raised:
+        report_all(*["success"] * 501, provider_id=other["id"])
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "at most 500" in (raised.value.details() or "")
+
+
 def test_generation_skips_provider_at_rate_limit(
     client, new_provider, new_user, new_api_key, simulator_base, simulator_calls
 ):

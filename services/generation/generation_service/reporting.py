@@ -1,0 +1,92 @@
+"""Outcome reports to the provider registry, sent in batches off the request path.
+
+Every provider attempt ends with a report that feeds the registry's health
+statistics and circuit breaker. A request does not wait for it: the report goes
+into a bounded queue, and one background task sends whatever has gathered in a
+single ReportOutcomes call, so a busy process makes a few calls per second
+instead of one per attempt. An idle process sends a report as soon as it is
+queued, so the circuit breaker sees failures within one round trip.
+
+When the queue is full (the registry unreachable for long), new reports are
+dropped and counted, because the request that made them has already been
+answered. A batch that fails stays at the head of the queue and is sent again
+after a pause, so reports arrive in order; one the registry refuses as
+malformed is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import grpc
+import structlog
+
+from generation_service import metrics
+from generation_service.peers import Peers
+from imagerouter.v1 import providers_pb2
+
+log = structlog.get_logger(__name__)
+
+MAX_BATCH = 100
+# Pause after a failed batch before the next try.
+RETRY_SECONDS = 1.0
+
+
+class OutcomeReporter:
+    def __init__(self, peers: Peers, *, capacity: int = 10_000) -> None:
+        self._peers = peers
+        self._capacity = capacity
+        self._pending: list[providers_pb2.ReportOutcomeRequest] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._send_forever())
+
+    async def close(self) -> None:
+        """Send what is queued (bounded by the gRPC time-out), then stop."""
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+        while self._pending and await self._send_batch():
+            pass
+
+    def report(self, outcome: providers_pb2.ReportOutcomeRequest) -> None:
+        if len(self._pending) >= self._capacity:
+            metrics.OUTCOME_REPORTS_DROPPED.inc()
+            log.warning("outcome_report_dropped", provider_id=outcome.provider_id)
+            return
+        self._pending.append(outcome)
+        self._wake.set()
+
+    @property
+    def queued(self) -> int:
+        return len(self._pending)
+
+    async def _send_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                if not await self._send_batch():
+                    await asyncio.sleep(RETRY_SECONDS)
+
+    async def _send_batch(self) -> bool:
+        """Send up to MAX_BATCH queued reports; return whether they were taken."""
+        batch = self._pending[:MAX_BATCH]
+        try:
+            await self._peers.report_outcomes(batch)
+        except grpc.aio.AioRpcError as error:
+            log.warning(
+                "outcome_report_failed", reports=len(batch), code=error.code().name
+            )
+            if error.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                return False
+            # Sending it again would fail the same way.
+            metrics.OUTCOME_REPORTS_DROPPED.inc(len(batch))
+        del self._pending[: len(batch)]
+        return True
