@@ -12,7 +12,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 
-def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(database_url: str, *, pool_size: int = 20) -> AsyncEngine:
     """Build a pooled engine that hands out only connections still open.
 
     SQLAlchemy's `pool_pre_ping` sends a query on every checkout, which cost
@@ -21,10 +21,13 @@ def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
     stopped Postgres closes every connection), which needs no round trip; the
     pool then opens a new one. A connection that breaks unnoticed fails its
     statement, and SQLAlchemy then discards the whole pool.
+
+    Connections open as needed up to `pool_size` and then stay open. With
+    overflow connections instead, a busy process opened and closed a
+    Postgres connection on most requests, and each one costs Postgres a new
+    backend process.
     """
-    engine = create_async_engine(
-        database_url, pool_size=pool_size, max_overflow=pool_size
-    )
+    engine = create_async_engine(database_url, pool_size=pool_size, max_overflow=0)
     event.listen(engine.sync_engine, "checkout", _refuse_closed_connection)
     return engine
 
