@@ -60,7 +60,9 @@ class ProviderRegistry(providers_pb2_grpc.ProviderRegistryServicer):
                 + ", ".join(routing.ROUTING_STRATEGIES),
             )
         view, states = await self._load_with_states(
-            context, rotate=strategy == "round_robin"
+            context,
+            rotate=strategy == "round_robin",
+            with_recent=strategy == "latency",
         )
         selection = routing.select(
             view.rows.providers,
@@ -212,7 +214,7 @@ class ProviderRegistry(providers_pb2_grpc.ProviderRegistryServicer):
         request: providers_pb2.ListCatalogueRequest,
         context: grpc.aio.ServicerContext,
     ) -> providers_pb2.ListCatalogueResponse:
-        view, states = await self._load_with_states(context)
+        view, states = await self._load_with_states(context, with_recent=False)
         available = [
             p for p in view.rows.providers if routing.is_available(p, states[str(p.id)])
         ]
@@ -238,12 +240,18 @@ class ProviderRegistry(providers_pb2_grpc.ProviderRegistryServicer):
             await _abort_unavailable(context, "database", error)
 
     async def _load_with_states(
-        self, context: grpc.aio.ServicerContext, *, rotate: bool = False
+        self,
+        context: grpc.aio.ServicerContext,
+        *,
+        rotate: bool = False,
+        with_recent: bool,
     ) -> tuple[RegistryView, dict[str, ProviderState]]:
         view = await self._read_rows(context, rotate=rotate)
         ids = [str(provider.id) for provider in view.rows.providers]
         try:
-            states = await self._health.read_states(ids, now_ms=view.now_ms)
+            states = await self._health.read_states(
+                ids, now_ms=view.now_ms, with_recent=with_recent
+            )
         except RedisError as error:
             await _abort_unavailable(context, "health store", error)
         return view, states

@@ -272,12 +272,19 @@ class HealthStore:
         return SlotDecision(bool(granted), _text(reason), int(retry_after_ms))
 
     async def read_states(
-        self, provider_ids: Sequence[str], now_ms: int | None = None
+        self,
+        provider_ids: Sequence[str],
+        now_ms: int | None = None,
+        *,
+        with_recent: bool = True,
     ) -> dict[str, ProviderState]:
         """Read the state of several providers in one round trip.
 
         `now_ms` is the Redis server's clock in unix milliseconds. Without it,
-        one more round trip reads the clock first.
+        one more round trip reads the clock first. Without `with_recent`, the
+        recent attempts (up to the health window each, the bulk of the reply)
+        are left out and `recent` is empty; only the latency strategy and the
+        health figures need them.
         """
         if now_ms is None:
             seconds, microseconds = await self._redis.time()
@@ -289,12 +296,16 @@ class HealthStore:
                 pipe.hgetall(circuit_key(provider_id))
                 pipe.pttl(paused_key(provider_id))
                 pipe.zcount(calls_key(provider_id), now_ms - RATE_WINDOW_MS, "+inf")
-                pipe.lrange(recent_key(provider_id), 0, -1)
+                if with_recent:
+                    pipe.lrange(recent_key(provider_id), 0, -1)
             results = await pipe.execute()
 
+        per_provider = 4 if with_recent else 3
         states = {}
         for index, provider_id in enumerate(provider_ids):
-            circuit, paused_ttl, calls, recent = results[4 * index : 4 * index + 4]
+            first = per_provider * index
+            circuit, paused_ttl, calls = results[first : first + 3]
+            recent = results[first + 3] if with_recent else []
             states[provider_id] = self._state(
                 now_ms, circuit, paused_ttl, int(calls), recent
             )
