@@ -39,6 +39,8 @@ class InternalTokenInterceptor(grpc.aio.ServerInterceptor):
             )
 
         self._deny_handler = grpc.unary_unary_rpc_method_handler(deny)
+        # The logging wrapper of each method's handler, built on its first call.
+        self._logged: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
         self,
@@ -58,10 +60,15 @@ class InternalTokenInterceptor(grpc.aio.ServerInterceptor):
         request_id = accept_request_id(metadata.get(REQUEST_ID_METADATA_KEY))
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        method = handler_call_details.method
+        logged = self._logged.get(method)
+        if logged is not None:
+            return logged
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
-        return _logged_unary(handler, handler_call_details.method)
+        logged = self._logged[method] = _logged_unary(handler, method)
+        return logged
 
 
 def _logged_unary(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
