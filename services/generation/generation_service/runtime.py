@@ -59,8 +59,21 @@ def create_provider_client() -> httpx.AsyncClient:
 
 
 @asynccontextmanager
-async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
-    engine = create_engine(settings.database_url)
+async def open_runtime(
+    settings: Settings, *, api: bool = True
+) -> AsyncIterator[Runtime]:
+    """Open the stores and clients; `api` is false for the worker, which keeps
+    the default pool, so that a worker and its API processes together stay
+    within Postgres's connection limit."""
+    engine = (
+        create_engine(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            max_overflow=0,
+        )
+        if api
+        else create_engine(settings.database_url)
+    )
     session_factory = create_session_factory(engine)
     redis = create_redis(settings.redis_url)
     peers = Peers(

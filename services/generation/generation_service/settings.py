@@ -49,6 +49,10 @@ class Settings(ServiceSettings):
     job_lease_seconds: float = Field(default=30.0, gt=0)
     # A job is given up after this many runs (each run that died counts).
     job_max_runs: int = Field(default=3, ge=1)
+    # Database connections each API process keeps open, without overflow: the
+    # synchronous path writes on every request, and a connection opened and
+    # closed per request costs Postgres a new backend process.
+    database_pool_size: int = Field(default=20, ge=1, le=500)
     # How often an idle worker looks for jobs, and how many it runs at once.
     worker_poll_seconds: float = Field(default=1.0, gt=0)
     worker_concurrency: int = Field(default=8, ge=1)

@@ -167,7 +167,7 @@ def _request_stop(worker: Worker, signum: signal.Signals) -> None:
 
 async def run_worker(settings: Settings) -> None:
     configure_tracing("generation-worker", settings.otel_exporter_otlp_endpoint)
-    async with open_runtime(settings) as runtime:
+    async with open_runtime(settings, api=False) as runtime:
         worker = Worker(runtime, settings)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -12,7 +12,9 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 
-def create_engine(database_url: str, *, pool_size: int = 20) -> AsyncEngine:
+def create_engine(
+    database_url: str, *, pool_size: int = 10, max_overflow: int = 10
+) -> AsyncEngine:
     """Build a pooled engine that hands out only connections still open.
 
     SQLAlchemy's `pool_pre_ping` sends a query on every checkout, which cost
@@ -22,12 +24,14 @@ def create_engine(database_url: str, *, pool_size: int = 20) -> AsyncEngine:
     pool then opens a new one. A connection that breaks unnoticed fails its
     statement, and SQLAlchemy then discards the whole pool.
 
-    Connections open as needed up to `pool_size` and then stay open. With
-    overflow connections instead, a busy process opened and closed a
-    Postgres connection on most requests, and each one costs Postgres a new
-    backend process.
+    Overflow connections are closed when they are returned, so a process that
+    is often above `pool_size` opens a Postgres connection (a new backend
+    process) on many of its requests; size the pool to the busy process's
+    concurrency instead.
     """
-    engine = create_async_engine(database_url, pool_size=pool_size, max_overflow=0)
+    engine = create_async_engine(
+        database_url, pool_size=pool_size, max_overflow=max_overflow
+    )
     event.listen(engine.sync_engine, "checkout", _refuse_closed_connection)
     return engine
 
