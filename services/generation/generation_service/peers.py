@@ -59,6 +59,11 @@ class Peers:
             request, metadata=call_metadata(self._token), timeout=self._timeout
         )
 
+    async def report_outcome(self, report: providers_pb2.ReportOutcomeRequest) -> None:
+        await self._registry.ReportOutcome(
+            report, metadata=call_metadata(self._token), timeout=self._timeout
+        )
+
     async def report_outcomes(
         self, outcomes: list[providers_pb2.ReportOutcomeRequest]
     ) -> None:

@@ -441,6 +441,7 @@ class GenerationRunner:
                 error_message=failure.message[:300] if failure else "",
                 retry_after_seconds=failure.retry_after_seconds if failure else 0,
                 request_id=current_request_id() or "",
+                report_id=uuid.uuid4().hex,
             )
         )
 

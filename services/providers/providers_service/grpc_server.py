@@ -31,6 +31,7 @@ OUTCOMES = frozenset(
 MAX_ERROR_MESSAGE_CHARS = 500
 # Bounds one ReportOutcomes call; the generation service sends at most 100.
 MAX_REPORTS_PER_BATCH = 500
+MAX_REPORT_ID_CHARS = 64
 
 
 class ProviderRegistry(providers_pb2_grpc.ProviderRegistryServicer):
@@ -134,6 +135,7 @@ class ProviderRegistry(providers_pb2_grpc.ProviderRegistryServicer):
                 error_type=request.error_type or request.outcome,
                 error_message=request.error_message[:MAX_ERROR_MESSAGE_CHARS],
                 pause_seconds=pause_seconds,
+                report_id=request.report_id,
             )
         except RedisError as error:
             await _abort_unavailable(context, "health store", error)
@@ -267,6 +269,11 @@ async def _check_report(
             + ", ".join(sorted(OUTCOMES)),
         )
     await _require_uuid(request.provider_id, context)
+    if len(request.report_id) > MAX_REPORT_ID_CHARS:
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"report_id is longer than {MAX_REPORT_ID_CHARS} characters",
+        )
 
 
 async def _require_uuid(value: str, context: grpc.aio.ServicerContext) -> uuid.UUID:

@@ -47,16 +47,21 @@ local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 """
 
-# KEYS: stats, recent, circuit, paused.
+# KEYS: stats, recent, circuit, paused, and the report's id key (or none).
 # ARGV: outcome, latency ms, error type, error message, pause seconds,
 #       failure threshold, recent window length, TTL seconds.
-# Returns {stored circuit state before, stored circuit state after}.
+# Returns {stored circuit state before, stored circuit state after}. A report
+# whose id was recorded before changes nothing, so a batch sent again after a
+# failure midway or a lost reply is counted once.
 _REPORT_SCRIPT = (
     _NOW_MS
     + """
 local outcome = ARGV[1]
 local ttl = tonumber(ARGV[8])
 local before = redis.call('HGET', KEYS[3], 'state') or 'closed'
+if KEYS[5] and not redis.call('SET', KEYS[5], '1', 'NX', 'EX', 3600) then
+  return {before, before}
+end
 redis.call('HINCRBY', KEYS[1], 'outcome:' .. outcome, 1)
 if outcome ~= 'success' then
   redis.call('HSET', KEYS[1], 'last_error_type', ARGV[3],
@@ -160,6 +165,10 @@ def calls_key(provider_id: str) -> str:
     return f"providers:calls:{provider_id}"
 
 
+def report_key(report_id: str) -> str:
+    return f"providers:report:{report_id}"
+
+
 def provider_keys(provider_id: str) -> list[str]:
     return [
         stats_key(provider_id),
@@ -232,16 +241,24 @@ class HealthStore:
         error_type: str,
         error_message: str,
         pause_seconds: int,
+        report_id: str = "",
     ) -> tuple[str, str]:
         """Record one attempt and update the circuit; return the circuit's stored
-        state before and after."""
+        state before and after.
+
+        With a `report_id`, a report recorded before (within an hour) is
+        ignored, and both states are the current one.
+        """
+        keys = [
+            stats_key(provider_id),
+            recent_key(provider_id),
+            circuit_key(provider_id),
+            paused_key(provider_id),
+        ]
+        if report_id:
+            keys.append(report_key(report_id))
         before, after = await self._report(
-            keys=[
-                stats_key(provider_id),
-                recent_key(provider_id),
-                circuit_key(provider_id),
-                paused_key(provider_id),
-            ],
+            keys=keys,
             args=[
                 outcome,
                 max(0, latency_ms),

@@ -286,6 +286,39 @@ def test_batched_reports_recorded_in_order(registry, new_provider, sim):
     assert "at most 500" in (raised.value.details() or "")
 
 
+def test_report_sent_twice_counts_once(registry, client, admin, new_provider, sim):
+    flaky = new_provider(sim, name="flaky", priority=1)
+    batch = providers_pb2.ReportOutcomesRequest(
+        outcomes=[
+            providers_pb2.ReportOutcomeRequest(
+                provider_id=flaky["id"],
+                outcome="error",
+                latency_ms=30,
+                report_id=uuid.uuid4().hex,
+            )
+            for _ in range(3)
+        ]
+    )
+    for _ in range(2):
+        registry.stub.ReportOutcomes(batch, metadata=registry.metadata, timeout=10)
+    response = client.get(f"/api/v1/providers/{flaky['id']}", headers=admin.headers)
+    health = response.json()["data"]["health"]
+    assert health["consecutiveFailures"] == 3
+    assert health["recentAttempts"] == 3
+    assert health["circuitState"] == "closed"
+
+    too_long = providers_pb2.ReportOutcomesRequest(
+        outcomes=[
+            providers_pb2.ReportOutcomeRequest(
+                provider_id=flaky["id"], outcome="error", report_id="x" * 65
+            )
+        ]
+    )
+    with pytest.raises(grpc.RpcError) as raised:
+        registry.stub.ReportOutcomes(too_long, metadata=registry.metadata, timeout=10)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
 def test_generation_skips_provider_at_rate_limit(
     client, new_provider, new_user, new_api_key, simulator_base, simulator_calls
 ):
