@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import String, Table
 from sqlalchemy.dialects import postgresql
 
 from generation_service.models import Attempt, Generation, Image
@@ -32,9 +32,20 @@ def _qualified(table: Table) -> str:
 
 
 def _array_types(table: Table, columns: list[str]) -> list[str]:
-    """The Postgres array type of each column, for casting the parameters."""
+    """The Postgres array type of each column, for casting the parameters.
+
+    String types lose their length: a cast to VARCHAR(n) would cut a longer
+    value silently, while the INSERT into the column rejects it.
+    """
     dialect = postgresql.dialect()
-    return [f"{table.c[name].type.compile(dialect=dialect)}[]" for name in columns]
+    types = []
+    for name in columns:
+        column_type = table.c[name].type
+        if isinstance(column_type, String):
+            types.append("TEXT[]")
+        else:
+            types.append(f"{column_type.compile(dialect=dialect)}[]")
+    return types
 
 
 GENERATIONS: Table = Generation.__table__  # type: ignore[assignment]
@@ -68,6 +79,9 @@ def _unnest_insert(table: Table, columns: list[str], first: int) -> str:
     )
 
 
+# The model's columns, named: a column added by a migration before this code
+# is deployed would break building the model from `*`.
+_JOB_RETURNED = ", ".join(GENERATIONS.c.keys())
 # $1 id, $2 lease owner; $3-$9 the result; then the attempts' and the images'
 # column arrays. COALESCE keeps a column as it is when the run sets no value.
 _FIRST_ATTEMPT_PARAM = 10
@@ -79,11 +93,11 @@ FINISH_JOB = (
     "provider_id = COALESCE($6, provider_id), "
     "provider_name = COALESCE($7, provider_name), "
     "cost = COALESCE($8, cost), error = COALESCE($9::jsonb, error) "
-    "WHERE id = $1 AND lease_owner = $2 RETURNING *), "
+    f"WHERE id = $1 AND lease_owner = $2 RETURNING {_JOB_RETURNED}), "
     "new_attempts AS ("
     f"{_unnest_insert(ATTEMPTS, ATTEMPT_COLUMNS, _FIRST_ATTEMPT_PARAM)}), "
     f"new_images AS ({_unnest_insert(IMAGES, IMAGE_COLUMNS, _FIRST_IMAGE_PARAM)}) "
-    "SELECT * FROM finished"
+    f"SELECT {_JOB_RETURNED} FROM finished"
 )
 
 _JSONB_COLUMNS = {

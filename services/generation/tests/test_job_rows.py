@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import asyncpg
+import pytest
 
 from generation_service.jobs import JobStore, StoredResult
 from generation_service.models import Attempt, Image
@@ -158,5 +159,30 @@ def test_only_lease_holder_records_result(stack: Stack):
             await connection.close()
         assert nulls == 1
         assert error_is_null
+
+    asyncio.run(main())
+
+
+def test_too_long_value_fails_whole_result(stack: Stack):
+    database_url = stack.profile.database_url
+    settings = Settings.model_construct(database_url=database_url, job_lease_seconds=30)
+
+    async def main() -> None:
+        engine = create_engine(database_url)
+        store = JobStore(create_session_factory(engine), settings, "holder")
+        try:
+            generation, _ = await store.create(
+                BODY, user_id=str(uuid.uuid4()), api_key_id=None, run_here=True
+            )
+            # provider_name is VARCHAR(64): a longer name is an error, not cut.
+            too_long = attempt(generation.id, uuid.uuid4(), provider_name="p" * 65)
+            with pytest.raises(asyncpg.StringDataRightTruncationError):
+                await store.finish(generation.id, StoredResult([too_long], [], None))
+            # Nothing of the result was written.
+            unchanged = await store.load(generation.id)
+            assert unchanged.status == "running"
+            assert unchanged.attempts == []
+        finally:
+            await engine.dispose()
 
     asyncio.run(main())
