@@ -73,9 +73,11 @@ def create_provider_client() -> httpx.AsyncClient:
 async def open_runtime(
     settings: Settings, *, api: bool = True
 ) -> AsyncIterator[Runtime]:
-    """Open the stores and clients; `api` is false for the worker, which keeps
-    the default pool, so that a worker and its API processes together stay
-    within Postgres's connection limit."""
+    """Open the stores and clients; `api` is false for the worker.
+
+    The worker keeps the default pool, whose overflow connections close when
+    they are returned, so an idle worker holds at most 10 connections.
+    """
     engine = (
         create_engine(
             settings.database_url,

@@ -100,7 +100,11 @@ async def generate(
     reservation = await limiter.reserve(caller, body.n)
     headers = reservation.decision.headers() if reservation.decision else {}
     try:
-        candidates = await runner.select(body, take_first_slot=not run_async)
+        # With an Idempotency-Key, the job may turn out to belong to an earlier
+        # request, so no slot is taken that the run might not use.
+        candidates = await runner.select(
+            body, take_first_slot=not run_async and key is None
+        )
     except BaseException:
         await limiter.cancel(reservation)
         raise

@@ -22,7 +22,8 @@ def create_engine(
     driver whether the connection has seen its socket close (a restarted or
     stopped Postgres closes every connection), which needs no round trip; the
     pool then opens a new one. A connection that breaks unnoticed fails its
-    statement, and SQLAlchemy then discards the whole pool.
+    statement; through SQLAlchemy, the pool is then discarded, and through the
+    driver directly (generation's `job_sql`), the next checkout replaces it.
 
     Overflow connections are closed when they are returned, so a process that
     is often above `pool_size` opens a Postgres connection (a new backend
