@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 import structlog
 import uvicorn
+from sqlalchemy.exc import DBAPIError
 
 from generation_service.jobs import StoredResult, request_from_job
 from generation_service.limits import Reservation
@@ -29,6 +30,9 @@ from router_common.errors import RouterError
 from router_common.logging import request_id_var
 from router_common.metrics import create_metrics_app
 from router_common.tracing import configure_tracing
+
+# Postgres's SQLSTATE for a table that does not exist.
+UNDEFINED_TABLE = "42P01"
 
 log = structlog.get_logger(__name__)
 
@@ -59,6 +63,13 @@ class Worker:
     async def _claim(self) -> Generation | None:
         try:
             job = await self.runtime.jobs.claim_next()
+        except DBAPIError as error:
+            if getattr(error.orig, "sqlstate", None) == UNDEFINED_TABLE:
+                # A new database: the API process creates the tables at start.
+                log.info("jobs_table_missing", action="waiting for migrations")
+                return None
+            log.exception("job_claim_failed")
+            return None
         except Exception:  # noqa: BLE001 - a database hiccup must not end the worker
             log.exception("job_claim_failed")
             return None

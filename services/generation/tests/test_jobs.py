@@ -10,7 +10,7 @@ import uuid
 import httpx
 import pytest
 
-from stack import GENERATION_HTTP, ServiceSpec
+from stack import GENERATION_HTTP, ServiceSpec, ensure_database
 from tests.fixtures import run_sql
 
 POLL_SECONDS = 0.2
@@ -269,3 +269,45 @@ def test_job_given_up_after_max_runs(stack, client, new_user, tagged_provider):
     assert finished["error"]["type"] == "internal_error"
     assert f"after {max_runs} runs" in finished["error"]["message"]
     assert finished["images"] == []
+
+
+def test_worker_waits_quietly_for_migrations(stack):
+    # A brand-new database: the API process, not the worker, creates the tables.
+    database_url = stack.profile.database_url.rsplit("/", 1)[0] + (
+        f"/ir_worker_{uuid.uuid4().hex[:8]}"
+    )
+    ensure_database(database_url, recreate=True)
+    worker = next(s for s in stack.service_specs() if s.name == "worker")
+    spec = ServiceSpec(
+        name="worker-new-database",
+        command=worker.command,
+        cwd=worker.cwd,
+        env={
+            **worker.env,
+            "DATABASE_URL": database_url,
+            "WORKER_POLL_SECONDS": "0.2",
+            "WORKER_METRICS_PORT": "0",
+        },
+        health_url=None,
+    )
+    stack.start(spec)
+    log_path = stack.log_dir / f"{spec.name}.log"
+    try:
+        deadline = time.monotonic() + 20
+        while "jobs_table_missing" not in log_path.read_text():
+            assert time.monotonic() < deadline, log_path.read_text()[-2000:]
+            time.sleep(POLL_SECONDS)
+        # Several polls later, still no error line.
+        time.sleep(1)
+        lines = log_path.read_text().splitlines()
+    finally:
+        stack.stop(spec.name)
+        drop_database(database_url)
+    assert not [line for line in lines if '"level": "error"' in line]
+    assert not [line for line in lines if "job_claim_failed" in line]
+
+
+def drop_database(database_url: str) -> None:
+    admin_url = database_url.rsplit("/", 1)[0] + "/postgres"
+    name = database_url.rsplit("/", 1)[1]
+    run_sql(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
