@@ -2,7 +2,7 @@
 
 Every provider attempt ends with a report that feeds the registry's health
 statistics and circuit breaker. A request does not wait for it: the report goes
-into a bounded queue, and one background task sends whatever has gathered in a
+into a bounded queue. One background task sends whatever has gathered in a
 single ReportOutcomes call, so a busy process makes a few calls per second
 instead of one per attempt. An idle process sends a report as soon as it is
 queued, so the circuit breaker sees failures within one round trip.
