@@ -121,8 +121,9 @@ async def generate(
         await limiter.give_back(reservation)
         raise
     if not created:
-        # Another request with the same key won the race and owns the job.
-        await limiter.give_back(reservation)
+        # Another request with the same key won the race and owns the job. A
+        # replay counts against no limit, so this request is taken out whole.
+        await limiter.cancel(reservation)
         return await _replay(request, runner.jobs, generation, run_async)
     if run_async:
         return GenerateResult(generation, accepted=True, headers=headers)

@@ -150,6 +150,38 @@ def test_unservable_request_not_counted(
     )
 
 
+def test_idempotency_race_losers_not_counted(
+    gateway_url, new_user, new_api_key, new_provider, simulator_base
+):
+    # A slow provider keeps the first request running while the others with
+    # the same key arrive; the ones that lose the race to create the job
+    # replay it and must count against no limit.
+    new_provider(simulator_base("delay=300", tag=f"race-{uuid.uuid4().hex[:8]}"))
+    key = new_api_key(new_user(), rateLimit=20)
+    headers = {"X-API-Key": key, "Idempotency-Key": uuid.uuid4().hex}
+    body = {"prompt": "a relay", "n": 2, "size": "256x256"}
+
+    async def race() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=gateway_url, timeout=60) as client:
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        "/api/v1/images/generations", headers=headers, json=body
+                    )
+                    for _ in range(10)
+                )
+            )
+
+    responses = asyncio.run(race())
+    assert {response.status_code for response in responses} == {200}
+    assert len({response.json()["data"]["id"] for response in responses}) == 1
+    with httpx.Client(base_url=gateway_url, timeout=60) as client:
+        fresh = post_generation(client, key)
+    assert fresh.status_code == 200
+    # The race counted once, the fresh request once.
+    assert fresh.headers["x-ratelimit-remaining"] == "18"
+
+
 def test_request_window_resets(stack, client, new_user, new_api_key, provider_tag):
     window = float(stack.common_env()["RATE_LIMIT_WINDOW_SECONDS"])
     key = new_api_key(new_user(), rateLimit=1)
