@@ -333,6 +333,9 @@ class GenerationRunner:
                 "rate_limited",
                 f"skipped without a call: {slot.reason or 'no slot free'}",
                 retry_after_seconds=-(-slot.retry_after_ms // 1000),
+                # A provider at its own rateLimit is paused by the report until
+                # a slot frees up; other refusals already reflect its state.
+                reported=slot.reason in ("rate_limited", ""),
             )
 
         timeout = target.timeout_ms / 1000
@@ -431,6 +434,8 @@ class GenerationRunner:
             images=count,
             error=failure.message[:300] if failure else None,
         )
+        if failure is not None and not failure.reported:
+            return
         # Reported off the critical path, batched with other attempts' reports.
         self.reporter.report(
             providers_pb2.ReportOutcomeRequest(

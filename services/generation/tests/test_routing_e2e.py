@@ -158,3 +158,52 @@ def test_stored_url_outlives_provider_url(
     assert served.headers["content-type"] == "image/png"
     # One tile of the simulator's 1024x1024 grid.
     assert png_size(served.content) == (512, 512)
+
+
+def test_split_during_trial_leaves_provider_unpaused(
+    client, admin, new_user, new_provider, simulator_base
+):
+    # The first 5 calls fail, which opens the circuit (threshold 5).
+    flaky = new_provider(
+        simulator_base("fail_first=5", tag=new_tag("trial")),
+        priority=1,
+        maxImagesPerRequest=1,
+    )
+    new_provider(simulator_base(tag=new_tag("steady")), priority=2)
+    user = new_user()
+
+    def generate(n: int) -> dict:
+        response = client.post(
+            "/api/v1/images/generations",
+            headers=user.headers,
+            json={"prompt": "a trial run", "n": n, "size": "256x256"},
+        )
+        assert response.status_code == 200, response.text
+        return response.json()["data"]
+
+    def health() -> dict:
+        response = client.get(f"/api/v1/providers/{flaky['id']}", headers=admin.headers)
+        return response.json()["data"]["health"]
+
+    for _ in range(5):
+        generate(1)
+    deadline = time.monotonic() + 5
+    while health()["circuitState"] != "open":
+        assert time.monotonic() < deadline, health()
+        time.sleep(0.1)
+
+    # After the cool-down (2 s in the test stack) one part of a split request
+    # takes the trial slot; the registry refuses the other parts.
+    time.sleep(2.2)
+    split = generate(3)
+    outcomes = [(a["provider"], a["outcome"]) for a in split["attempts"]]
+    assert (flaky["name"], "success") in outcomes
+    assert outcomes.count((flaky["name"], "rate_limited")) == 2
+
+    deadline = time.monotonic() + 5
+    while health()["circuitState"] != "closed":
+        assert time.monotonic() < deadline, health()
+        time.sleep(0.1)
+    # The refused parts did not pause the provider that just recovered.
+    assert health()["pausedUntil"] is None
+    assert generate(1)["provider"]["name"] == flaky["name"]

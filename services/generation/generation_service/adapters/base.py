@@ -82,6 +82,7 @@ class ProviderFailure(Exception):
         status_code: int | None = None,
         retry_after_seconds: int = 0,
         code: str | None = None,
+        reported: bool = True,
     ) -> None:
         super().__init__(message)
         self.outcome = outcome
@@ -89,6 +90,10 @@ class ProviderFailure(Exception):
         self.status_code = status_code
         self.retry_after_seconds = retry_after_seconds
         self.code = code
+        # False for a call the registry itself refused (an open circuit, a
+        # pause, an inactive provider): reporting it would tell the registry
+        # nothing, and a rate_limited report would pause the provider.
+        self.reported = reported
 
     @property
     def retryable(self) -> bool:
