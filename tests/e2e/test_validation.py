@@ -27,6 +27,8 @@ BAD_BODIES = {
     "prompt_as_number": {"prompt": 42},
     "unknown_field": {"prompt": "a cat", "colour": "red"},
     "bad_response_format": {"prompt": "a cat", "response_format": "png"},
+    "empty_prompt": {"prompt": ""},
+    "whitespace_prompt": {"prompt": " \t\n "},
 }
 
 
@@ -52,6 +54,18 @@ def test_invalid_field_is_named(client, guarded):
     )
     fields = response.json()["error"]["details"]["fields"]
     assert [field["field"] for field in fields] == ["n"]
+
+
+def test_whitespace_prompt_is_named(client, guarded):
+    response = client.post(
+        "/v1/images/generations",
+        headers={"Authorization": f"Bearer {guarded['key']}"},
+        json={"prompt": "   "},
+    )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == "prompt"
+    assert "whitespace" in error["message"]
 
 
 def test_unknown_size_lists_available_sizes(client, guarded):

@@ -17,6 +17,7 @@ from pydantic import (
     Field,
     SerializerFunctionWrapHandler,
     field_serializer,
+    field_validator,
     model_serializer,
 )
 
@@ -44,6 +45,14 @@ class GenerationRequest(NoNulModel):
     routing: Literal["priority", "latency", "cost", "round_robin"] | None = None
     # Return 202 at once and let a worker run the job (also `Prefer: respond-async`).
     run_async: bool = Field(default=False, alias="async")
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_has_text(cls, prompt: str) -> str:
+        # A prompt of spaces alone would be sent to (and paid at) a provider.
+        if not prompt.strip():
+            raise ValueError("prompt must contain text, not only whitespace")
+        return prompt
 
 
 class ProviderRef(ResponseModel):
