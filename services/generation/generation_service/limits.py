@@ -227,25 +227,24 @@ class Limiter:
 
     async def cancel(self, reservation: Reservation) -> None:
         """Undo a reservation whole: the images and the request itself, for a
-        request refused before it was stored (no provider can serve it)."""
-        try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                for key in reservation.request_keys:
-                    pipe.zrem(key, reservation.member)
-                if reservation.images:
-                    for key in reservation.quota_keys:
-                        pipe.decrby(key, reservation.images)
-                await pipe.execute()
-        except RedisError as error:
-            log.warning("quota_refund_failed", error=type(error).__name__)
+        request rejected before it was stored (no provider can serve it)."""
+        await self._undo(reservation, request_keys=reservation.request_keys)
 
     async def give_back(self, reservation: Reservation) -> None:
         """Return the images of a generation that produced none."""
-        if not reservation.quota_keys or reservation.images == 0:
+        await self._undo(reservation, request_keys=())
+
+    async def _undo(
+        self, reservation: Reservation, *, request_keys: tuple[str, ...]
+    ) -> None:
+        quota_keys = reservation.quota_keys if reservation.images else ()
+        if not quota_keys and not request_keys:
             return
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
-                for key in reservation.quota_keys:
+                for key in request_keys:
+                    pipe.zrem(key, reservation.member)
+                for key in quota_keys:
                     pipe.decrby(key, reservation.images)
                 await pipe.execute()
         except RedisError as error:
