@@ -37,12 +37,16 @@ end
 return 1
 """
 
-# KEYS[1]: the hash. Returns its entries and deletes it in one step, so that
-# two keys-service replicas never write the same batch.
-_TAKE_ALL_SCRIPT = """
-local entries = redis.call('HGETALL', KEYS[1])
-redis.call('DEL', KEYS[1])
-return entries
+# KEYS[1]: the hash. ARGV: key id, Unix milliseconds, key id, ... Removes
+# each entry that still contains the written time; a later use recorded meanwhile
+# stays for the next flush.
+_FORGET_WRITTEN_SCRIPT = """
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+  end
+end
+return 1
 """
 
 
@@ -58,7 +62,9 @@ class LastUsedRecorder:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self._record = redis.register_script(_RECORD_SCRIPT)
-        self._take_all = redis.register_script(_TAKE_ALL_SCRIPT)
+        self._forget_written = redis.register_script(_FORGET_WRITTEN_SCRIPT)
+        # The entries the previous flush wrote, as key id, time, key id, ...
+        self._written: list[bytes] = []
 
     async def record(self, key_id: uuid.UUID | str, moment: datetime) -> None:
         await self._record(keys=[LAST_USED_KEY], args=[str(key_id), _to_millis(moment)])
@@ -77,12 +83,20 @@ class LastUsedRecorder:
     async def flush(self, session_factory: async_sessionmaker) -> int:
         """Write the collected times to the database; return how many keys.
 
-        When the database write fails, the times go back into Redis for the
-        next attempt and the error is raised.
+        A written time leaves Redis one flush later, not at its commit. A read
+        loads the rows first and the pending times second, so a time that left
+        Redis right after its commit could be missing from both. Two replicas
+        may write the same batch, which GREATEST makes harmless. When the
+        database write fails, the times stay for the next attempt and the
+        error is raised.
         """
-        flat = await self._take_all(keys=[LAST_USED_KEY])
-        if not flat:
+        if self._written:
+            await self._forget_written(keys=[LAST_USED_KEY], args=self._written)
+            self._written = []
+        stored = await self._redis.hgetall(LAST_USED_KEY)
+        if not stored:
             return 0
+        flat = [item for pair in stored.items() for item in pair]
         entries = {
             uuid.UUID(flat[i].decode()): _from_millis(flat[i + 1])
             for i in range(0, len(flat), 2)
@@ -99,14 +113,10 @@ class LastUsedRecorder:
             )
         )
         rows = [{"key_id": key_id, "used": used} for key_id, used in entries.items()]
-        try:
-            async with session_factory() as session:
-                await session.execute(statement, rows)
-                await session.commit()
-        except SQLAlchemyError:
-            for key_id, used in entries.items():
-                await self.record(key_id, used)
-            raise
+        async with session_factory() as session:
+            await session.execute(statement, rows)
+            await session.commit()
+        self._written = flat
         return len(rows)
 
     async def run(
