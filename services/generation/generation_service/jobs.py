@@ -149,8 +149,8 @@ class JobStore:
 
     @asynccontextmanager
     async def _driver_connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled connection's asyncpg connection, outside any transaction,
-        for the single statements of `job_sql`."""
+        """Yield a pooled connection's asyncpg connection, outside any
+        transaction, for the single statements of `job_sql`."""
         engine = self.session_factory.kw["bind"]
         async with engine.connect() as connection:
             raw = await connection.get_raw_connection()

@@ -5,7 +5,7 @@ statistics and circuit breaker. A request does not wait for it: the report goes
 into a bounded queue. One background task sends whatever has gathered in a
 single ReportOutcomes call, so a busy process makes a few calls per second
 instead of one per attempt. An idle process sends a report as soon as it is
-queued, so the circuit breaker sees failures within one round trip.
+queued, so the circuit breaker learns of failures within one round trip.
 
 When the queue is full (the registry unreachable for long), new reports are
 dropped and counted, because the request that made them has already been

@@ -122,8 +122,8 @@ class GenerationRunner:
         """Ask the registry for candidates; explain why there are none.
 
         With `take_first_slot`, the registry also takes the first candidate's
-        call slot in the same call; only a caller about to run the job should
-        ask, since an unused slot still counts against the provider's limit.
+        call slot in the same call. Only a caller about to run the job should
+        ask, because an unused slot still counts against the provider's limit.
         """
         try:
             selection = await self.peers.select_providers(

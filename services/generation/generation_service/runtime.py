@@ -76,7 +76,7 @@ async def open_runtime(
     """Open the stores and clients; `api` is false for the worker.
 
     The worker keeps the default pool, whose overflow connections close when
-    they are returned, so an idle worker holds at most 10 connections.
+    they are returned, so an idle worker keeps at most 10 connections open.
     """
     engine = (
         create_engine(

@@ -93,10 +93,10 @@ async def generate(
         if existing is not None:
             return await _replay(request, runner.jobs, existing, run_async)
 
-    # A request over a limit is refused whole, before any provider call. The
+    # A request over a limit is rejected whole, before any provider call. The
     # limits come before selection, because a synchronous request's selection
-    # takes the first provider's call slot in the same registry call; a request
-    # no provider can serve is then taken out of the limits again.
+    # takes the first provider's call slot in the same registry call. A request
+    # that no provider can serve is then taken out of the limits again.
     reservation = await limiter.reserve(caller, body.n)
     headers = reservation.decision.headers() if reservation.decision else {}
     try:

@@ -90,7 +90,8 @@ def test_only_lease_holder_records_result(stack: Stack):
             unchanged, recorded = await other.finish(generation.id, lost)
             assert not recorded
             assert unchanged.status == "running"
-            assert unchanged.attempts == [] and unchanged.images == []
+            assert unchanged.attempts == []
+            assert unchanged.images == []
 
             result = StoredResult(
                 [

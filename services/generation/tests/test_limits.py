@@ -154,8 +154,8 @@ def test_idempotency_race_losers_not_counted(
     gateway_url, new_user, new_api_key, new_provider, simulator_base
 ):
     # A slow provider keeps the first request running while the others with
-    # the same key arrive; the ones that lose the race to create the job
-    # replay it and must count against no limit.
+    # the same key arrive. The ones that lose the race to create the job
+    # replay it, so they must count against no limit.
     new_provider(simulator_base("delay=300", tag=f"race-{uuid.uuid4().hex[:8]}"))
     key = new_api_key(new_user(), rateLimit=20)
     headers = {"X-API-Key": key, "Idempotency-Key": uuid.uuid4().hex}
